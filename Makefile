@@ -1,0 +1,37 @@
+# Set-up and everyday targets. Everything installs into .venv in the repo root.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+EXTRAS ?= textworld,dev
+
+.PHONY: install demo test test-all lint typecheck bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch is pinned in pyproject.toml (==2.13.0): a looser spec pulls a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: install  ## the main job: play TextWorld under perturbations, print the tables
+	$(BIN)/python examples/textworld_demo.py
+
+test: install  ## the test suite CI runs (markers slow/gpu/docker/network are skipped)
+	$(BIN)/python -m pytest -m "not slow and not gpu and not network"
+
+test-all: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check r2v_envs perturbations r2v_agent benchmarks examples tests
+
+typecheck: install
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python benchmarks/env_overhead.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

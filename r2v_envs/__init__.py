@@ -1,0 +1,37 @@
+"""R2V environments: HumanEval+, TextWorld and TerminalBench as Gymnasium envs.
+
+Importing this package registers the env ids (a cheap side effect: entry points are strings, so
+no heavy dependency is imported until an env is made)::
+
+    import gymnasium as gym
+    import r2v_envs  # noqa: F401
+
+    env = gym.make("R2V/TextWorld-v0", expert_hints=True)
+"""
+
+from __future__ import annotations
+
+from gymnasium.envs.registration import register, registry
+
+from r2v_envs.core import INFO_KEYS, StepOutcome, TextEnv, TextSpace
+
+__all__ = ["INFO_KEYS", "StepOutcome", "TextEnv", "TextSpace", "ENV_IDS", "__version__"]
+
+__version__ = "0.1.0"
+
+_TEXTWORLD = "r2v_envs.textworld.env:TextWorldEnv"
+
+#: Every id this package registers, with its entry point and default kwargs.
+_SPECS: dict[str, tuple[str, dict[str, object]]] = {
+    "R2V/TextWorld-v0": (_TEXTWORLD, {"suite": "custom"}),
+    "R2V/TextWorld-Cooking-v0": (_TEXTWORLD, {"suite": "cooking"}),
+    "R2V/TextWorld-CoinCollector-v0": (_TEXTWORLD, {"suite": "coin_collector"}),
+    "R2V/TextWorld-TreasureHunter-v0": (_TEXTWORLD, {"suite": "treasure_hunter"}),
+}
+
+ENV_IDS: tuple[str, ...] = tuple(_SPECS)
+
+for _env_id, (_entry_point, _kwargs) in _SPECS.items():
+    if _env_id not in registry:  # re-import (e.g. importlib.reload) must not raise
+        # The env enforces its own step limit (so perturbations can spend steps); no TimeLimit.
+        register(id=_env_id, entry_point=_entry_point, kwargs=dict(_kwargs))
