@@ -2,13 +2,18 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= textworld,dev
+EXTRAS ?= textworld,humaneval,dev
 
 .PHONY: install demo test test-all lint typecheck bench clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@# bubblewrap isolates agent-written code; installed from Debian's packages when we can.
+	@if ! command -v bwrap >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
+		|| echo "warning: could not install bubblewrap; sandbox tests will be skipped"; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch is pinned in pyproject.toml (==2.13.0): a looser spec pulls a multi-GB CUDA build.

@@ -85,7 +85,7 @@ def main() -> None:
     print(f"perturbations: {args.spec}  (perturbation seed {args.seed})")
     header = f"{'env':<32} {'agent':<7} {'task':<26} {'steps':>5} {'won':>4} {'score':>6} {'tool err':>8} {'events':>6}"
     rows = []
-    jobs = [(e, a) for e in r2v_envs.ENV_IDS for a in ("expert", "random")]
+    jobs = [(e, a) for e in r2v_envs.TEXTWORLD_IDS for a in ("expert", "random")]
     for env_id, agent_name in tqdm(jobs, desc="playing", unit="env x agent"):
         env = perturbations.make_stack(
             gym.make(env_id, expert_hints=True), args.spec, seed=args.seed
@@ -110,7 +110,7 @@ def main() -> None:
     )
     results = {
         env_id: expert_after_detours(env_id, args.detour_games)
-        for env_id in tqdm(r2v_envs.ENV_IDS, desc="detours", unit="suite")
+        for env_id in tqdm(r2v_envs.TEXTWORLD_IDS, desc="detours", unit="suite")
     }
     for env_id, (wins, lost, games) in results.items():
         playable = games - lost

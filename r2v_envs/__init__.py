@@ -15,11 +15,21 @@ from gymnasium.envs.registration import register, registry
 
 from r2v_envs.core import INFO_KEYS, StepOutcome, TextEnv, TextSpace
 
-__all__ = ["INFO_KEYS", "StepOutcome", "TextEnv", "TextSpace", "ENV_IDS", "__version__"]
+__all__ = [
+    "INFO_KEYS",
+    "StepOutcome",
+    "TextEnv",
+    "TextSpace",
+    "ENV_IDS",
+    "TEXTWORLD_IDS",
+    "HUMANEVAL_IDS",
+    "__version__",
+]
 
 __version__ = "0.1.0"
 
 _TEXTWORLD = "r2v_envs.textworld.env:TextWorldEnv"
+_HUMANEVAL = "r2v_envs.humaneval.env:HumanEvalEnv"
 
 #: Every id this package registers, with its entry point and default kwargs.
 _SPECS: dict[str, tuple[str, dict[str, object]]] = {
@@ -27,9 +37,13 @@ _SPECS: dict[str, tuple[str, dict[str, object]]] = {
     "R2V/TextWorld-Cooking-v0": (_TEXTWORLD, {"suite": "cooking"}),
     "R2V/TextWorld-CoinCollector-v0": (_TEXTWORLD, {"suite": "coin_collector"}),
     "R2V/TextWorld-TreasureHunter-v0": (_TEXTWORLD, {"suite": "treasure_hunter"}),
+    "R2V/HumanEvalPlus-v0": (_HUMANEVAL, {"plus": True}),
+    "R2V/HumanEval-v0": (_HUMANEVAL, {"plus": False}),
 }
 
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
+TEXTWORLD_IDS: tuple[str, ...] = tuple(i for i, (e, _) in _SPECS.items() if e == _TEXTWORLD)
+HUMANEVAL_IDS: tuple[str, ...] = tuple(i for i, (e, _) in _SPECS.items() if e == _HUMANEVAL)
 
 for _env_id, (_entry_point, _kwargs) in _SPECS.items():
     if _env_id not in registry:  # re-import (e.g. importlib.reload) must not raise

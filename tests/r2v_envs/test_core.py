@@ -5,7 +5,6 @@ import multiprocessing as mp
 import subprocess
 import sys
 
-import gymnasium as gym
 import pytest
 from gymnasium.vector.utils import shared_memory as shm
 
@@ -90,9 +89,3 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-def test_registered_ids() -> None:
-    for env_id in r2v_envs.ENV_IDS:
-        assert env_id in gym.registry
-        assert isinstance(gym.registry[env_id].entry_point, str)

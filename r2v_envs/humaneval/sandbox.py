@@ -1,0 +1,369 @@
+"""A hardened sandbox for agent-written Python: every run is a fresh, isolated process.
+
+Layers (each one reported by :meth:`Sandbox.describe`):
+
+1. **bubblewrap** (``bwrap``): no network namespace access, private PID/IPC/UTS namespaces, a
+   root file system holding only the system libraries and the Python interpreter (read-only),
+   a throw-away working directory at ``/sandbox``, an empty ``/tmp``; the host's home, datasets
+   and caches are simply not there.
+2. **an unprivileged uid** when the host runs as root (``setpriv``): host files stay read-only
+   even where they are visible, other processes cannot be signalled, and ``RLIMIT_NPROC`` counts
+   only the sandbox's processes (root is exempt from it).
+3. **resource limits**: CPU seconds, address space, file size (caps output), process count,
+   open files, no core dumps; a wall-clock limit after which the whole process tree is killed.
+4. **an in-process guard** in the runner, like EvalPlus's reliability guard.
+
+The expected outputs never enter the sandbox: the child reports its outputs as data and the host
+compares them (:mod:`r2v_envs.humaneval.grading`). Without bubblewrap the sandbox still applies
+2-4 and logs a warning that network and file-system isolation are missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SandboxLimits", "CallResult", "RunResult", "Sandbox"]
+
+logger = logging.getLogger(__name__)
+
+_RUNNER = Path(__file__).with_name("_runner.py")
+_uid_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits of one sandboxed run."""
+
+    memory_bytes: int = 2 * 1024**3  #: address space of the child
+    max_processes: int = 32  #: RLIMIT_NPROC for the sandbox uid (fork bombs stop here)
+    file_bytes: int = 512 * 1024**2  #: largest file the child may write (its outputs included)
+    open_files: int = 64
+    startup_seconds: float = 5.0  #: time to start the interpreter, on top of the load limit
+    call_slack_seconds: float = 1.0  #: watchdog slack on top of each call's time limit
+    max_wall_seconds: float = 120.0  #: hard cap for one run, whatever the call limits say
+
+
+@dataclass
+class CallResult:
+    """Outcome of one call: ``status`` is ``ok`` (``output`` holds the value), ``error``,
+    ``timeout`` or ``missing`` (the process died before reporting it)."""
+
+    status: str
+    output: Any = None
+    error: str = ""
+
+
+@dataclass
+class RunResult:
+    """Outcome of one sandboxed run of ``code`` on a list of inputs."""
+
+    load: str  #: ``ok``, ``error`` (the code raised on import), ``timeout`` or ``crashed``
+    calls: list[CallResult] = field(default_factory=list)
+    error: str = ""
+    stdout: str = ""
+    wall_seconds: float = 0.0
+    killed: bool = False  #: the wall-clock limit was reached and the process tree killed
+
+
+class Sandbox:
+    """Runs untrusted Python functions on inputs; see the module docstring for the layers.
+
+    Args:
+        limits: resource limits.
+        use_bwrap: ``None`` = use bubblewrap when installed, ``True`` = require it.
+        python: interpreter to run inside (default: this one's base installation; the runner
+            needs the standard library only).
+    """
+
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        *,
+        use_bwrap: bool | None = None,
+        python: str | None = None,
+    ) -> None:
+        self.limits = limits or SandboxLimits()
+        self.bwrap = shutil.which("bwrap")
+        if use_bwrap and not self.bwrap:
+            raise RuntimeError(
+                "bubblewrap is required but not installed: apt-get install bubblewrap"
+            )
+        if use_bwrap is False:
+            self.bwrap = None
+        self.setpriv = shutil.which("setpriv") if os.geteuid() == 0 else None
+        self.python = python or self._base_python()
+        if not self.bwrap:
+            logger.warning(
+                "bubblewrap not found: the HumanEval sandbox runs without network and file-system "
+                "isolation (install it: apt-get install bubblewrap)"
+            )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "bubblewrap": bool(self.bwrap),
+            "unprivileged_uid": bool(self.setpriv),
+            "limits": self.limits,
+        }
+
+    # ------------------------------------------------------------------------------ running
+    def run_calls(
+        self,
+        code: str,
+        entry_point: str,
+        inputs: list[Any],
+        time_limits: list[float],
+        *,
+        stop_on_failure: bool = True,
+        load_time_limit: float = 5.0,
+        judge: Callable[[int, CallResult], bool] | None = None,
+    ) -> RunResult:
+        """Define ``code``, then call ``entry_point(*args)`` for each ``args`` in ``inputs``.
+
+        ``judge(index, result)`` sees each call's result as soon as the child reports it; when it
+        returns ``False`` the run stops there (a wrong answer makes later calls pointless).
+        """
+        if len(inputs) != len(time_limits):
+            raise ValueError(f"{len(inputs)} inputs but {len(time_limits)} time limits")
+        workdir = Path(tempfile.mkdtemp(prefix="r2v-sandbox-"))
+        uid = 61000 + (os.getpid() * 7 + next(_uid_counter)) % 4000 if self.setpriv else None
+        try:
+            payload = {
+                "code": code,
+                "entry_point": entry_point,
+                "inputs": inputs,
+                "time_limits": [float(t) for t in time_limits],
+                "load_time_limit": float(load_time_limit),
+                "stop_on_failure": stop_on_failure,
+            }
+            (workdir / "payload.json").write_text(json.dumps(payload))
+            shutil.copy(_RUNNER, workdir / "runner.py")
+            if uid is not None:
+                os.chown(workdir, uid, uid)
+                os.chmod(workdir, 0o700)
+            stages = [float(load_time_limit), *(float(t) for t in time_limits)]
+            return self._execute(workdir, uid, stages, judge)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _execute(
+        self,
+        workdir: Path,
+        uid: int | None,
+        stages: list[float],
+        judge: Callable[[int, CallResult], bool] | None,
+    ) -> RunResult:
+        """Run the child under a watchdog: each stage (loading, then every call) must report
+        within its time limit plus slack, whether or not the child honours its own timers."""
+        inside = "/sandbox" if self.bwrap else str(workdir)
+        command = [
+            self.python,
+            "-I",
+            "-S",
+            f"{inside}/runner.py",
+            f"{inside}/payload.json",
+            f"{inside}/result.jsonl",
+        ]
+        if uid is not None and self.setpriv:
+            command = [
+                self.setpriv,
+                f"--reuid={uid}",
+                f"--regid={uid}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                *command,
+            ]
+        if self.bwrap:
+            command = self._bwrap_prefix(workdir) + command
+        env = {"PATH": "/usr/bin:/bin", "HOME": inside, "TMPDIR": inside, "LANG": "C.UTF-8"}
+        total = min(self.limits.max_wall_seconds, sum(stages) + self.limits.startup_seconds)
+        cpu = int(total) + 1
+        result_path = workdir / "result.jsonl"
+        start = time.monotonic()
+        killed = False
+        # The runner captures print(); raw writes to fd 1/2 go nowhere.
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,  # one process group to kill, whatever the child forks
+            preexec_fn=lambda: self._limit(cpu),
+        )
+        stopped = False
+        try:
+            stage, offset, partial = 0, 0, b""
+            deadline = start + self.limits.startup_seconds + stages[0]
+            while proc.poll() is None and not stopped:
+                now = time.monotonic()
+                if now > deadline or now - start > total:
+                    killed = True
+                    break
+                time.sleep(0.01)
+                lines, offset, partial = self._new_lines(result_path, offset, partial)
+                if lines:
+                    stage = min(stage + len(lines), len(stages) - 1)
+                    deadline = time.monotonic() + stages[stage] + self.limits.call_slack_seconds
+                    if judge is not None:
+                        stopped = not all(self._judge_lines(lines, judge))
+        finally:
+            self._kill_tree(proc)
+        elapsed = time.monotonic() - start
+        result = self._read_result(result_path, len(stages) - 1)
+        result.wall_seconds = elapsed
+        result.killed = killed
+        if killed and result.load == "ok":
+            for call in result.calls:
+                if call.status == "missing":
+                    call.status = "timeout"
+                    break
+        elif killed:
+            result.load = "timeout"
+        return result
+
+    @staticmethod
+    def _new_lines(path: Path, offset: int, partial: bytes) -> tuple[list[bytes], int, bytes]:
+        """Complete lines appended to ``path`` since ``offset`` (``partial``: an unfinished one)."""
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+        except OSError:
+            return [], offset, partial
+        *lines, rest = (partial + chunk).split(b"\n")
+        return lines, offset + len(chunk), rest
+
+    @staticmethod
+    def _judge_lines(lines: list[bytes], judge: Callable[[int, CallResult], bool]) -> list[bool]:
+        verdicts = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                return [False]
+            if isinstance(record, dict) and isinstance(record.get("i"), int):
+                status = record.get("status")
+                call = CallResult(
+                    status if status in ("ok", "error", "timeout") else "missing",
+                    record.get("out"),
+                    str(record.get("error", ""))[:1000],
+                )
+                verdicts.append(judge(record["i"], call))
+        return verdicts
+
+    def _bwrap_prefix(self, workdir: Path) -> list[str]:
+        assert self.bwrap is not None
+        prefix = [
+            self.bwrap,
+            "--unshare-net",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--die-with-parent",
+            "--new-session",
+        ]
+        for path in ("/usr", "/bin", "/lib", "/lib64", "/lib32", "/sbin"):
+            if os.path.exists(path):
+                prefix += ["--ro-bind", path, path]
+        python_root = str(Path(self.python).resolve().parents[1])
+        if not python_root.startswith("/usr"):
+            prefix += ["--ro-bind", python_root, python_root]
+        prefix += [
+            "--ro-bind-try",
+            "/etc/ld.so.cache",
+            "/etc/ld.so.cache",
+            "--ro-bind-try",
+            "/etc/localtime",
+            "/etc/localtime",
+            "--bind",
+            str(workdir),
+            "/sandbox",
+            "--tmpfs",
+            "/tmp",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--chdir",
+            "/sandbox",
+        ]
+        if self.setpriv:
+            prefix += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        return prefix
+
+    def _limit(self, cpu_seconds: int) -> None:
+        limits = self.limits
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
+        if self.setpriv:  # counts processes of the sandbox uid; meaningless for root itself
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+        # Inherited through bwrap and setpriv into the Python child.
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+
+    @staticmethod
+    def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    @staticmethod
+    def _read_result(path: Path, n_calls: int) -> RunResult:
+        result = RunResult(load="crashed", calls=[CallResult("missing") for _ in range(n_calls)])
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                lines = handle.read().splitlines()
+        except OSError:
+            return result
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                break  # a torn or forged line: stop trusting the file here
+            if not isinstance(record, dict):
+                break
+            if "load" in record:
+                result.load = str(record["load"])
+                result.error = str(record.get("error", ""))[:1000]
+            elif "i" in record:
+                index = record["i"]
+                if not isinstance(index, int) or not 0 <= index < n_calls:
+                    break
+                status = record.get("status")
+                if status == "ok":
+                    result.calls[index] = CallResult("ok", record.get("out"))
+                elif status in ("error", "timeout"):
+                    result.calls[index] = CallResult(
+                        status, error=str(record.get("error", ""))[:1000]
+                    )
+            elif "stdout" in record:
+                result.stdout = str(record["stdout"])[: 16 * 1024]
+        return result
+
+    @staticmethod
+    def _base_python() -> str:
+        # The runner needs only the standard library: the base interpreter, not the venv's.
+        candidate = (
+            Path(sys.base_prefix)
+            / "bin"
+            / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        )
+        return str(candidate if candidate.exists() else Path(sys.executable).resolve())
