@@ -23,6 +23,7 @@ __all__ = [
     "ENV_IDS",
     "TEXTWORLD_IDS",
     "HUMANEVAL_IDS",
+    "TERMINALBENCH_IDS",
     "__version__",
 ]
 
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 
 _TEXTWORLD = "r2v_envs.textworld.env:TextWorldEnv"
 _HUMANEVAL = "r2v_envs.humaneval.env:HumanEvalEnv"
+_TERMINALBENCH = "r2v_envs.terminalbench.env:TerminalBenchEnv"
 
 #: Every id this package registers, with its entry point and default kwargs.
 _SPECS: dict[str, tuple[str, dict[str, object]]] = {
@@ -39,11 +41,13 @@ _SPECS: dict[str, tuple[str, dict[str, object]]] = {
     "R2V/TextWorld-TreasureHunter-v0": (_TEXTWORLD, {"suite": "treasure_hunter"}),
     "R2V/HumanEvalPlus-v0": (_HUMANEVAL, {"plus": True}),
     "R2V/HumanEval-v0": (_HUMANEVAL, {"plus": False}),
+    "R2V/TerminalBench-v0": (_TERMINALBENCH, {}),
 }
 
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
 TEXTWORLD_IDS: tuple[str, ...] = tuple(i for i, (e, _) in _SPECS.items() if e == _TEXTWORLD)
 HUMANEVAL_IDS: tuple[str, ...] = tuple(i for i, (e, _) in _SPECS.items() if e == _HUMANEVAL)
+TERMINALBENCH_IDS: tuple[str, ...] = tuple(i for i, (e, _) in _SPECS.items() if e == _TERMINALBENCH)
 
 for _env_id, (_entry_point, _kwargs) in _SPECS.items():
     if _env_id not in registry:  # re-import (e.g. importlib.reload) must not raise

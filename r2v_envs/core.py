@@ -150,6 +150,7 @@ class StepOutcome:
     success: bool = False
     tool_error: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False  #: ended by a time limit of the task itself
 
 
 class TextEnv(gym.Env[str, str]):
@@ -260,7 +261,9 @@ class TextEnv(gym.Env[str, str]):
         outcome = self._step_task(action)
         reward = float(outcome.score) - self._score
         self._score = float(outcome.score)
-        truncated = (not outcome.terminated) and self.elapsed_steps >= self.max_episode_steps
+        truncated = outcome.truncated or (
+            not outcome.terminated and self.elapsed_steps >= self.max_episode_steps
+        )
         self._done = outcome.terminated or truncated
         info = self._base_info(success=outcome.success, tool_error=outcome.tool_error)
         info["invalid_action"] = False

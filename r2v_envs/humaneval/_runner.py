@@ -18,6 +18,7 @@ _type, _len, _repr, _isinstance = type, len, repr, isinstance  # captured before
 _MAX_DEPTH = 64
 _MAX_ITEMS = 20_000_000
 _STDOUT_CAP = 64 * 1024
+_FLAT = frozenset((type(None), bool, float, str))  # ints may be huge: encoded one by one
 _BIG = 1 << 12000  # ~3600 decimal digits, below Python's 4300-digit str() cap
 
 
@@ -35,10 +36,15 @@ def _encode(value, depth=0, budget=None):
         return {"int": hex(value)}  # decimal str() of huge ints is capped; hex is not
     if value is None or kind is bool or kind is int or kind is float or kind is str:
         return value
-    if kind is list:
-        return {"list": [_encode(v, depth + 1, budget) for v in value]}
-    if kind is tuple:
-        return {"tuple": [_encode(v, depth + 1, budget) for v in value]}
+    if kind is list or kind is tuple:
+        # Flat sequences of plain scalars (the common case) travel as-is: cheap on both sides.
+        budget[0] -= _len(value)
+        if budget[0] < 0:
+            raise _Unencodable("output too large")
+        if all(_type(v) in _FLAT or (_type(v) is int and -_BIG < v < _BIG) for v in value):
+            return {"flat_" + kind.__name__: value if kind is list else list(value)}
+        budget[0] += _len(value)
+        return {kind.__name__: [_encode(v, depth + 1, budget) for v in value]}
     if kind is set or kind is frozenset:
         return {kind.__name__: [_encode(v, depth + 1, budget) for v in value]}
     if kind is dict:

@@ -32,6 +32,10 @@ def decode(value: Any) -> Any:
         return value
     if isinstance(value, dict) and len(value) == 1:
         ((tag, body),) = value.items()
+        if tag == "flat_list":
+            return body
+        if tag == "flat_tuple":
+            return tuple(body)
         if tag == "list":
             return [decode(v) for v in body]
         if tag == "tuple":

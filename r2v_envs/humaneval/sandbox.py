@@ -206,9 +206,11 @@ class Sandbox:
             start_new_session=True,  # one process group to kill, whatever the child forks
             preexec_fn=lambda: self._limit(cpu),
         )
+        n_calls = len(stages) - 1
+        result = RunResult(load="crashed", calls=[CallResult("missing") for _ in range(n_calls)])
         stopped = False
+        stage, offset, partial = 0, 0, b""
         try:
-            stage, offset, partial = 0, 0, b""
             deadline = start + self.limits.startup_seconds + stages[0]
             while proc.poll() is None and not stopped:
                 now = time.monotonic()
@@ -220,12 +222,13 @@ class Sandbox:
                 if lines:
                     stage = min(stage + len(lines), len(stages) - 1)
                     deadline = time.monotonic() + stages[stage] + self.limits.call_slack_seconds
-                    if judge is not None:
-                        stopped = not all(self._judge_lines(lines, judge))
+                    stopped = not self._ingest(lines, result, judge)
         finally:
             self._kill_tree(proc)
+        if not stopped:  # what the child wrote after the last look
+            lines, offset, partial = self._new_lines(result_path, offset, partial)
+            self._ingest(lines, result, judge)
         elapsed = time.monotonic() - start
-        result = self._read_result(result_path, len(stages) - 1)
         result.wall_seconds = elapsed
         result.killed = killed
         if killed and result.load == "ok":
@@ -250,22 +253,38 @@ class Sandbox:
         return lines, offset + len(chunk), rest
 
     @staticmethod
-    def _judge_lines(lines: list[bytes], judge: Callable[[int, CallResult], bool]) -> list[bool]:
-        verdicts = []
+    def _ingest(
+        lines: list[bytes], result: RunResult, judge: Callable[[int, CallResult], bool] | None
+    ) -> bool:
+        """Parse the child's records into ``result`` (each line once); ``False`` to stop."""
+        n_calls = len(result.calls)
         for line in lines:
             try:
                 record = json.loads(line)
             except ValueError:
-                return [False]
-            if isinstance(record, dict) and isinstance(record.get("i"), int):
+                return False  # a torn or forged line: stop trusting the child here
+            if not isinstance(record, dict):
+                return False
+            if "load" in record:
+                result.load = str(record["load"])
+                result.error = str(record.get("error", ""))[:1000]
+            elif "i" in record:
+                index = record["i"]
+                if not isinstance(index, int) or not 0 <= index < n_calls:
+                    return False
                 status = record.get("status")
-                call = CallResult(
-                    status if status in ("ok", "error", "timeout") else "missing",
-                    record.get("out"),
-                    str(record.get("error", ""))[:1000],
-                )
-                verdicts.append(judge(record["i"], call))
-        return verdicts
+                if status == "ok":
+                    call = CallResult("ok", record.get("out"))
+                elif status in ("error", "timeout"):
+                    call = CallResult(status, error=str(record.get("error", ""))[:1000])
+                else:
+                    return False
+                result.calls[index] = call
+                if judge is not None and not judge(index, call):
+                    return False
+            elif "stdout" in record:
+                result.stdout = str(record["stdout"])[: 16 * 1024]
+        return True
 
     def _bwrap_prefix(self, workdir: Path) -> list[str]:
         assert self.bwrap is not None
@@ -324,39 +343,6 @@ class Sandbox:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-
-    @staticmethod
-    def _read_result(path: Path, n_calls: int) -> RunResult:
-        result = RunResult(load="crashed", calls=[CallResult("missing") for _ in range(n_calls)])
-        try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                lines = handle.read().splitlines()
-        except OSError:
-            return result
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                break  # a torn or forged line: stop trusting the file here
-            if not isinstance(record, dict):
-                break
-            if "load" in record:
-                result.load = str(record["load"])
-                result.error = str(record.get("error", ""))[:1000]
-            elif "i" in record:
-                index = record["i"]
-                if not isinstance(index, int) or not 0 <= index < n_calls:
-                    break
-                status = record.get("status")
-                if status == "ok":
-                    result.calls[index] = CallResult("ok", record.get("out"))
-                elif status in ("error", "timeout"):
-                    result.calls[index] = CallResult(
-                        status, error=str(record.get("error", ""))[:1000]
-                    )
-            elif "stdout" in record:
-                result.stdout = str(record["stdout"])[: 16 * 1024]
-        return result
 
     @staticmethod
     def _base_python() -> str:

@@ -21,7 +21,9 @@ def test_check_env_bare_and_perturbed(env_id: str) -> None:
 
 
 def test_id_groups_cover_every_id() -> None:
-    assert set(r2v_envs.TEXTWORLD_IDS) | set(r2v_envs.HUMANEVAL_IDS) == set(r2v_envs.ENV_IDS)
+    assert (
+        set(r2v_envs.TEXTWORLD_IDS) | set(r2v_envs.HUMANEVAL_IDS) | set(r2v_envs.TERMINALBENCH_IDS)
+    ) == set(r2v_envs.ENV_IDS)
     for env_id in r2v_envs.ENV_IDS:
         assert env_id in gym.registry
         assert isinstance(gym.registry[env_id].entry_point, str)

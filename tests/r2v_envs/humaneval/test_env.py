@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import gymnasium as gym
 import numpy as np
@@ -63,8 +62,9 @@ def test_expert_solves_all_164_tasks() -> None:
             done = terminated or truncated
         return info["task_id"], bool(info["success"] and info["base_pass"] and info["plus_pass"])
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(pool.map(solve, range(n)))
+    # Sequential: the limits are EvalPlus's (4x the reference time), which CPU contention from
+    # a parallel grader can exceed on a 2-core machine (EvalPlus's own checker too).
+    results = dict(map(solve, range(n)))
     failed = [t for t, ok in results.items() if not ok]
     assert len(results) == 164 and failed == []
 

@@ -1,0 +1,3 @@
+#!/bin/bash
+set -e
+cd /app && tar --exclude='*.tmp' -czf backup.tar.gz project

@@ -1,0 +1,2 @@
+#include <stdio.h>
+int main(void) { printf("Hello from C\n"); return 0; }

@@ -1,0 +1,3 @@
+#!/bin/bash
+set -e
+gcc -o /app/hello /app/hello.c

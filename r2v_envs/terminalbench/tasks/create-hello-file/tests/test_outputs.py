@@ -1,0 +1,2 @@
+def test_content():
+    assert open('/app/hello.txt').read() == 'Hello, world!\n'

@@ -1,0 +1,2 @@
+def test_total():
+    assert float(open('/app/total.txt').read()) == 176.0

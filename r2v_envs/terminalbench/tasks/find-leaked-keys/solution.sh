@@ -1,0 +1,3 @@
+#!/bin/bash
+set -e
+grep -rlE 'AKIA[A-Z0-9]{16}' /app/src | sort > /app/leaks.txt

@@ -1,0 +1,3 @@
+#!/bin/bash
+set -e
+sed -i -E 's/password=[^ ]*/password=****/g' /app/app.log
