@@ -2,17 +2,22 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= textworld,humaneval,dev
+EXTRAS ?= textworld,humaneval,docker,dev
 
 .PHONY: install demo test test-all lint typecheck bench clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	@# bubblewrap isolates agent-written code; installed from Debian's packages when we can.
-	@if ! command -v bwrap >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
-		|| echo "warning: could not install bubblewrap; sandbox tests will be skipped"; \
+	@# System tools from Debian's packages, when we can install them: bubblewrap isolates
+	@# agent-written code; docker.io + debootstrap run TerminalBench's docker backend offline.
+	@missing=""; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	command -v dockerd >/dev/null 2>&1 || missing="$$missing docker.io"; \
+	command -v debootstrap >/dev/null 2>&1 || missing="$$missing debootstrap"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+		|| echo "warning: could not install$$missing; the tests that need them will be skipped"; \
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -37,6 +42,8 @@ typecheck: install
 
 bench: install
 	$(BIN)/python benchmarks/env_overhead.py
+	$(BIN)/python benchmarks/humaneval_grading.py
+	$(BIN)/python benchmarks/terminalbench_latency.py --start-dockerd
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+
 import gymnasium as gym
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -12,6 +14,8 @@ STACK = "flaky_tool(p=0.3)+truncate(max_chars=300,mode=middle)+noisy(typo_rate=0
 
 @pytest.mark.parametrize("env_id", r2v_envs.ENV_IDS)
 def test_check_env_bare_and_perturbed(env_id: str) -> None:
+    if env_id in r2v_envs.TERMINALBENCH_IDS and shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (the local TerminalBench backend needs it)")
     env = gym.make(env_id)
     check_env(env.unwrapped, skip_render_check=True)
     env.close()

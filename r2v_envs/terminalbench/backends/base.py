@@ -119,12 +119,22 @@ class Backend(ABC):
 
     def __init__(self, *, max_output_bytes: int = 64 * 1024) -> None:
         self.max_output_bytes = max_output_bytes
+        self._stream: ShellStream | None = None  # the running shell, set by start()/restart()
 
     @abstractmethod
     def start(self, task: Task) -> None: ...
 
-    @abstractmethod
-    def exec(self, command: str, timeout: float = 30.0) -> ExecResult: ...
+    def exec(self, command: str, timeout: float = 30.0) -> ExecResult:
+        """Run ``command`` in the episode's shell; a shell that exits is replaced by a new one."""
+        if self._stream is None:
+            raise RuntimeError("exec() before start()")
+        problem = check_syntax(command)
+        if problem is not None:  # sent as is, it would leave bash waiting for the rest
+            return ExecResult(f"bash: syntax error: {problem}", 2, 0.0)
+        result = run_shell_command(self._stream, command, timeout, self.max_output_bytes)
+        if result.shell_exited:
+            self.restart()
+        return result
 
     @abstractmethod
     def upload(self, source: Path, destination: str) -> None: ...

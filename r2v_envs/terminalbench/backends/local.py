@@ -26,11 +26,8 @@ from pathlib import Path
 from r2v_envs.errors import MissingDependencyError
 from r2v_envs.terminalbench.backends.base import (
     Backend,
-    ExecResult,
     ShellStream,
-    check_syntax,
     kill_descendants,
-    run_shell_command,
 )
 from r2v_envs.terminalbench.tasks import Task
 
@@ -157,17 +154,6 @@ class LocalBackend(Backend):
                     f"(exit {result.exit_code}): {result.output[-500:]}"
                 )
 
-    def exec(self, command: str, timeout: float = 30.0) -> ExecResult:
-        if self._stream is None:
-            raise RuntimeError("exec() before start()")
-        problem = check_syntax(command)
-        if problem is not None:
-            return ExecResult(f"bash: syntax error: {problem}", 2, 0.0)
-        result = run_shell_command(self._stream, command, timeout, self.max_output_bytes)
-        if result.shell_exited:
-            self.restart()  # keep the episode going with a fresh shell in the same workspace
-        return result
-
     def upload(self, source: Path, destination: str) -> None:
         assert self.workspace is not None and self.tests_host is not None
         for prefix, host in (("/tests", self.tests_host), ("/app", self.workspace)):
@@ -293,10 +279,6 @@ class LocalBackend(Backend):
             "TEST_DIR": "/tests",
             "LANG": "C.UTF-8",
             "TERM": "dumb",
-            "GIT_AUTHOR_NAME": "agent",
-            "GIT_AUTHOR_EMAIL": "agent@example.invalid",
-            "GIT_COMMITTER_NAME": "agent",
-            "GIT_COMMITTER_EMAIL": "agent@example.invalid",
             **self.env,
         }
         self._proc = subprocess.Popen(

@@ -1,0 +1,86 @@
+"""Start a private Docker daemon (tests, benchmarks, machines without one), and stop it after.
+
+The daemon runs from Debian's ``docker.io`` with ``--iptables=false --ip6tables=false
+--bridge=none`` on its own socket and data root, so it neither needs nor touches the host's
+network set-up. The base image is built with ``scripts/build_tb_base_image.sh`` if missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["private_dockerd", "ensure_base_image", "docker_unavailable_reason", "BASE_IMAGE_SCRIPT"]
+
+#: The script that builds the local base image (a source checkout ships it under scripts/).
+BASE_IMAGE_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "build_tb_base_image.sh"
+
+
+@contextmanager
+def private_dockerd(root: Path) -> Iterator[str]:
+    root.mkdir(parents=True, exist_ok=True)
+    sock = root / "docker.sock"
+    host = f"unix://{sock}"
+    log = open(root / "dockerd.log", "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            "dockerd",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--bridge=none",
+            "-H",
+            host,
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(root / "exec"),
+            "--pidfile",
+            str(root / "docker.pid"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            probe = subprocess.run(["docker", "-H", host, "info"], capture_output=True)
+            if probe.returncode == 0:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"dockerd exited: see {root / 'dockerd.log'}")
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("dockerd did not come up within 60 s")
+        yield host
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def ensure_base_image(host: str, tag: str = "r2v-tb-base:latest") -> None:
+    env = {**os.environ, "DOCKER_HOST": host}
+    if subprocess.run(["docker", "image", "inspect", tag], env=env, capture_output=True).returncode:
+        subprocess.run(["bash", str(BASE_IMAGE_SCRIPT), tag], env=env, check=True, timeout=1800)
+
+
+def docker_unavailable_reason() -> str | None:
+    """Why the docker tests cannot run here, or ``None`` if they can."""
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        return (
+            "dockerd is not installed (apt-get install docker.io; `make test` installs it as root)"
+        )
+    if os.geteuid() != 0:
+        return "starting a private dockerd needs root"
+    return None
