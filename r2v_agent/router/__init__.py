@@ -1,0 +1,33 @@
+"""The router: features, the learned model, calibration and the baseline routers."""
+
+from __future__ import annotations
+
+from r2v_agent.router.baselines import (
+    AlwaysEscalate,
+    EntropyRouter,
+    NeverEscalate,
+    RandomRouter,
+    Router,
+    VerifierRouter,
+)
+from r2v_agent.router.features import (
+    FEATURE_NAMES,
+    N_FEATURES,
+    Candidate,
+    compute_features,
+    features_dict,
+)
+
+__all__ = [
+    "FEATURE_NAMES",
+    "N_FEATURES",
+    "Candidate",
+    "compute_features",
+    "features_dict",
+    "Router",
+    "NeverEscalate",
+    "AlwaysEscalate",
+    "RandomRouter",
+    "EntropyRouter",
+    "VerifierRouter",
+]

@@ -1,0 +1,173 @@
+"""Teachers, including the OpenAI-compatible one against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from r2v_agent.policy.prompts import Turn
+from r2v_agent.teacher import OpenAITeacher, OracleTeacher, PriceTable
+
+TURNS = [Turn("You are in a kitchen. Your task: take the knife.")]
+
+
+class FakeOpenAI(ThreadingHTTPServer):
+    """Speaks /v1/chat/completions; each request takes the next scripted behaviour."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.script: list[str] = []
+        self.requests: list[dict] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeOpenAI
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length))
+        self.server.requests.append(
+            {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
+        )
+        behaviour = self.server.script.pop(0) if self.server.script else "ok"
+        if behaviour == "500":
+            self._send(500, b'{"error": "boom"}')
+        elif behaviour.startswith("429"):
+            self._send(429, b'{"error": "slow down"}', {"Retry-After": behaviour.split(":")[1]})
+        elif behaviour == "400":
+            self._send(400, b'{"error": "bad request"}')
+        elif behaviour == "hang":
+            time.sleep(2.0)
+            self._send(200, b"{}")
+        elif behaviour == "malformed":
+            self._send(200, b'{"choices": [{"mess')
+        else:
+            reply = {
+                "choices": [
+                    {
+                        "message": {
+                            "role": "assistant",
+                            "content": "I think the best move is:\ntake knife",
+                        }
+                    }
+                ],
+                "usage": {"prompt_tokens": 40, "completion_tokens": 3},
+            }
+            self._send(200, json.dumps(reply).encode())
+
+    def _send(self, code: int, payload: bytes, headers: dict | None = None) -> None:
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout test)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    srv = FakeOpenAI()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _teacher(url: str, **kwargs) -> OpenAITeacher:
+    defaults = {
+        "timeout": 0.5,
+        "max_retries": 2,
+        "backoff": 0.01,
+        "max_backoff": 0.2,
+        "prices": PriceTable({"gpt-test": (1.0, 2.0)}),
+    }
+    return OpenAITeacher(url, "gpt-test", **{**defaults, **kwargs})
+
+
+def test_success_extracts_action_and_costs_the_call(server: FakeOpenAI) -> None:
+    teacher = _teacher(server.base_url, api_key="sk-test")
+    reply = teacher.act(TURNS, {}, fallback_action="look")
+    assert reply.action == "take knife" and not reply.fallback
+    assert reply.cost.calls == 1 and reply.cost.prompt_tokens == 40
+    assert reply.cost.usd == pytest.approx((40 * 1.0 + 3 * 2.0) / 1e6)
+    sent = server.requests[0]
+    assert sent["path"] == "/v1/chat/completions" and sent["auth"] == "Bearer sk-test"
+    assert sent["body"]["messages"][0]["role"] == "system"
+    assert sent["body"]["messages"][-1]["content"] == TURNS[0].observation
+    assert "api_key" not in json.dumps(teacher.spec())
+
+
+@pytest.mark.parametrize(
+    ("script", "retries"),
+    [(["500", "ok"], 1), (["429:0.05", "500", "ok"], 2), (["hang", "ok"], 1)],
+)
+def test_transient_faults_are_retried(server: FakeOpenAI, script: list[str], retries: int) -> None:
+    server.script = list(script)
+    teacher = _teacher(server.base_url)
+    reply = teacher.act(TURNS, {}, fallback_action="look")
+    assert reply.action == "take knife" and not reply.fallback
+    assert reply.retries == retries and teacher.stats.retries == retries
+    assert teacher.stats.requests == len(script)
+
+
+def test_retry_after_is_honoured(server: FakeOpenAI) -> None:
+    server.script = ["429:0.3", "ok"]
+    teacher = _teacher(server.base_url, max_backoff=1.0)
+    start = time.monotonic()
+    assert not teacher.act(TURNS, {}, fallback_action="look").fallback
+    assert time.monotonic() - start >= 0.3
+
+
+@pytest.mark.parametrize(
+    "script", [["500", "500", "500"], ["hang", "hang", "hang"], ["malformed"], ["400"]]
+)
+def test_persistent_failures_fall_back_without_raising(
+    server: FakeOpenAI, script: list[str]
+) -> None:
+    server.script = list(script)
+    teacher = _teacher(server.base_url)
+    start = time.monotonic()
+    reply = teacher.act(TURNS, {}, fallback_action="go north")
+    assert reply.fallback and reply.action == "go north" and reply.error
+    assert reply.cost.calls == 0 and teacher.stats.fallbacks == 1
+    assert teacher.stats.requests == len(script)  # malformed / 4xx are not retried
+    assert time.monotonic() - start < 5
+
+
+def test_connection_refused_falls_back() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    teacher = _teacher(f"http://127.0.0.1:{port}/v1")
+    reply = teacher.act(TURNS, {}, fallback_action="look")
+    assert reply.fallback and "refused" in reply.error.lower()
+    assert teacher.stats.requests == 3 and teacher.stats.retries == 2
+
+
+def test_oracle_teacher_reads_the_expert_hint_and_falls_back_without_it() -> None:
+    teacher = OracleTeacher(model="frontier", prices=PriceTable({"frontier": (3.0, 15.0)}))
+    reply = teacher.act(TURNS, {"expert_action": "take knife"}, fallback_action="look")
+    assert reply.action == "take knife" and reply.cost.calls == 1 and reply.cost.usd > 0
+    missing = teacher.act(TURNS, {}, fallback_action="look")
+    assert missing.fallback and missing.action == "look" and "expert_hints" in missing.error
+    assert teacher.total.calls == 1
