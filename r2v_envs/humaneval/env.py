@@ -107,6 +107,9 @@ class HumanEvalEnv(TextEnv):
             )
         return None
 
+    def _current_info(self) -> dict[str, Any]:
+        return self._infos()
+
     def _step_task(self, action: str) -> StepOutcome:
         code = extract_code(action)
         if code is not None:

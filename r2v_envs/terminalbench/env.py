@@ -114,6 +114,9 @@ class TerminalBenchEnv(TextEnv):
         obs = f"{task.instruction}\n\n(Your shell is in /app. Send shell commands; send 'submit' when done.)"
         return obs, task_id, 1.0, self._infos()
 
+    def _current_info(self) -> dict[str, Any]:
+        return self._infos()
+
     def _step_task(self, action: str) -> StepOutcome:
         assert self._task is not None
         if action.strip().lower() == "submit":

@@ -133,6 +133,9 @@ class TextWorldEnv(TextEnv):
             return "Invalid action: backslashes are not allowed in commands."
         return None
 
+    def _current_info(self) -> dict[str, Any]:
+        return self._infos()
+
     def _step_task(self, action: str) -> StepOutcome:
         state, score, done = self._game.step(action)
         self._state = state

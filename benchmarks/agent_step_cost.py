@@ -1,0 +1,109 @@
+"""Where an agent step's time goes, with the embedded SmolLM2 on a TextWorld prompt.
+
+    python benchmarks/agent_step_cost.py [--repeats 7]
+
+Measured side by side in one run:
+  (a) K=5 candidates in one batched call vs 5 sequential single samples;
+  (b) the share of a RoutedAgent step spent in features + router, and in the verifier;
+  (c) peak RSS of the process with the agent loaded;
+  (d) wall time of one step (K=5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+import gymnasium as gym
+import torch
+
+import r2v_envs  # noqa: F401
+from r2v_agent import RoutedAgent
+from r2v_agent.policy.prompts import FORMATS, Turn
+from r2v_agent.router.features import compute_features
+from r2v_agent.verifier.rules import RuleVerifier
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--model", default="smollm2-135m")
+    args = parser.parse_args()
+
+    agent = RoutedAgent.from_pretrained(args.model, k=5, threshold=1.0)
+    env = gym.make("R2V/TextWorld-Cooking-v0", expert_hints=True)
+    obs, info = env.reset(seed=0)
+    fmt = FORMATS["textworld"]
+    messages = fmt.messages([Turn(obs)])
+    policy = agent.policy
+    prompt_tokens = int(policy.encode(messages).shape[1])
+    for _ in range(2):  # warm-up
+        policy.sample(messages, max_new_tokens=16)
+
+    batched, sequential, new_tokens = [], [], []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        result = policy.sample(messages, k=5, max_new_tokens=16)
+        batched.append(time.perf_counter() - start)
+        new_tokens.append(result.new_tokens)
+        start = time.perf_counter()
+        for _ in range(5):
+            policy.sample(messages, k=1, max_new_tokens=16)
+        sequential.append(time.perf_counter() - start)
+
+    # (b) one full step, timing each part on the same candidates.
+    verifier = RuleVerifier("textworld")
+    step_times, verify_times, route_times = [], [], []
+    for seed in range(args.repeats):
+        agent.reset(seed=seed)
+        start = time.perf_counter()
+        agent.act(obs, info)
+        step_times.append(time.perf_counter() - start)
+        d = agent.last_decision
+        actions = [c["action"] for c in d.candidates]
+        start = time.perf_counter()
+        scores = verifier.score(obs, actions, info)
+        verify_times.append(time.perf_counter() - start)
+        sample = policy.sample(messages, max_new_tokens=16)
+        start = time.perf_counter()
+        f = compute_features(
+            sample.candidates,
+            0,
+            scores,
+            step=0,
+            max_steps=50,
+            tool_error=False,
+            observation=obs,
+            escalations_so_far=0,
+        )
+        agent.router(f)
+        route_times.append(time.perf_counter() - start)
+
+    med = statistics.median
+    step = med(step_times)
+    rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(
+        f"model {args.model}, prompt {prompt_tokens} tokens, ~{med(new_tokens):.0f} new tokens, "
+        f"torch threads {torch.get_num_threads()}, {args.repeats} repeats (medians)"
+    )
+    print(f"(a) K=5 batched            {med(batched):6.3f} s")
+    print(
+        f"    5 sequential samples   {med(sequential):6.3f} s   speed-up "
+        f"{med(sequential) / med(batched):.2f}x (target >= 2.5x)"
+    )
+    print(
+        f"(b) features + router      {med(route_times) * 1e3:6.2f} ms = "
+        f"{100 * med(route_times) / step:.2f}% of a step (target <= 1%)"
+    )
+    print(
+        f"    verifier (rules)       {med(verify_times) * 1e3:6.2f} ms = "
+        f"{100 * med(verify_times) / step:.2f}% of a step (target <= 15%)"
+    )
+    print(f"(c) peak RSS               {rss_gib:6.2f} GiB (target <= 2 GiB)")
+    print(f"(d) one agent step (K=5)   {step:6.3f} s (target <= 1.0 s)")
+
+
+if __name__ == "__main__":
+    main()

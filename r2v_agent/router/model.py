@@ -1,0 +1,89 @@
+"""The learned router: a small MLP from the 15 features to P(the SLM fails at this step).
+
+Features are standardised with stored statistics, then 15 -> 96 -> 96 -> 1 with GELU
+(about 11k parameters); a temperature divides the logit (calibration). Untrained, the
+statistics are identity and the weights random: scores lie in (0, 1), so tau = 0 always
+escalates and tau = 1 never does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from r2v_agent.router.baselines import Router
+from r2v_agent.router.features import FEATURE_NAMES, N_FEATURES
+
+__all__ = ["MLPRouter"]
+
+
+class MLPRouter(Router):
+    def __init__(self, hidden: int = 96, seed: int = 0) -> None:
+        import torch
+        from torch import nn
+
+        torch.manual_seed(seed)
+        self.hidden = hidden
+        self.net = nn.Sequential(
+            nn.Linear(N_FEATURES, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, 1),
+        ).eval()
+        self.mean = torch.zeros(N_FEATURES)
+        self.std = torch.ones(N_FEATURES)
+        self.temperature = torch.ones(())
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+    def logits(self, features: Any) -> Any:
+        x = (features - self.mean) / self.std.clamp_min(1e-6)
+        return self.net(x).squeeze(-1) / self.temperature
+
+    def p_fail(self, features: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = torch.as_tensor(np.asarray(features, dtype=np.float32))
+            return torch.sigmoid(self.logits(x)).numpy()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        state.update(mean=self.mean, std=self.std, temperature=self.temperature)
+        return state
+
+    def save(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file(
+            {k: v.contiguous() for k, v in self.state_dict().items()},
+            str(path),
+            metadata={"features": ",".join(FEATURE_NAMES), "hidden": str(self.hidden)},
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> MLPRouter:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+        if meta.get("features") and meta["features"] != ",".join(FEATURE_NAMES):
+            raise ValueError(f"router at {path} was trained on other features: {meta['features']}")
+        router = cls(hidden=int(meta.get("hidden", 96)))
+        state = load_file(str(path))
+        router.net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        router.mean, router.std, router.temperature = (
+            state["mean"],
+            state["std"],
+            state["temperature"],
+        )
+        return router
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": "MLPRouter", "hidden": self.hidden, "parameters": self.n_parameters}
