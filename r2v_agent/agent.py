@@ -204,6 +204,10 @@ class RoutedAgent:
         if self.policy_source in PRESETS and self.policy_source != "tiny-random":
             policy = {"preset": self.policy_source}
         else:  # weights may have been trained: save them
+            if self.policy.base_model is None:
+                raise ConfigError(
+                    "this policy dropped its full-precision weights (keep_base=False)"
+                )
             self.policy.base_model.save_pretrained(directory / "policy")
             self.policy.tokenizer.save_pretrained(directory / "policy")
             policy = {"path": "policy"}
@@ -251,7 +255,10 @@ class RoutedAgent:
         if name in PRESETS:
             model, tokenizer = load_model_and_tokenizer(name, seed=seed)
             mode = ("int8" if name == "smollm2-135m" else None) if quantize == "auto" else quantize
-            policy = TransformersPolicy(model, tokenizer, k=k or 5, seed=seed, quantize=mode)
+            # A preset is saved by name, so its full-precision weights need not stay in memory.
+            policy = TransformersPolicy(
+                model, tokenizer, k=k or 5, seed=seed, quantize=mode, keep_base=mode is None
+            )
             return cls(
                 policy,
                 MLPRouter(seed=seed),
@@ -309,4 +316,8 @@ def _teacher_from_spec(spec: dict[str, Any] | None) -> Teacher | None:
             max_retries=spec["max_retries"],
             api_key=os.environ.get("R2V_TEACHER_API_KEY"),
         )
+    if spec["type"] == "TransformersTeacher":
+        from r2v_agent.teacher.local import TransformersTeacher
+
+        return TransformersTeacher(spec["model"])
     raise ConfigError(f"unknown teacher type {spec['type']!r} in the saved config")

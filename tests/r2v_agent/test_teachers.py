@@ -171,3 +171,27 @@ def test_oracle_teacher_reads_the_expert_hint_and_falls_back_without_it() -> Non
     missing = teacher.act(TURNS, {}, fallback_action="look")
     assert missing.fallback and missing.action == "look" and "expert_hints" in missing.error
     assert teacher.total.calls == 1
+
+
+def test_local_teacher_falls_back_when_its_model_says_nothing() -> None:
+    pytest.importorskip("torch")
+    from r2v_agent.teacher import TransformersTeacher
+
+    # The untrained tiny model's greedy reply is only line breaks: no action, a recorded fallback.
+    teacher = TransformersTeacher("tiny-random", max_new_tokens=8)
+    reply = teacher.act(TURNS, {}, fallback_action="look")
+    assert reply.fallback and reply.action == "look" and "no action" in reply.error
+    assert teacher.total.calls == 0
+    assert teacher.spec() == {"type": "TransformersTeacher", "model": "tiny-random"}
+
+
+@pytest.mark.slow
+def test_local_teacher_with_smollm2_acts_and_costs_tokens() -> None:
+    from r2v_agent.teacher import TransformersTeacher
+
+    teacher = TransformersTeacher("smollm2-135m", max_new_tokens=16)
+    first = teacher.act(TURNS, {}, fallback_action="look")
+    second = teacher.act(TURNS, {}, fallback_action="look")
+    assert not first.fallback and first.action and first.action == second.action  # greedy
+    assert first.cost.calls == 1 and first.cost.prompt_tokens > 20
+    assert teacher.total.calls == 2
