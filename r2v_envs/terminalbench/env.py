@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from r2v_envs.core import StepOutcome, TextEnv
+from r2v_envs.errors import TaskNotFoundError
 from r2v_envs.terminalbench.backends.base import Backend
 from r2v_envs.terminalbench.tasks import Task, load_tasks, split_of
 
@@ -99,8 +100,6 @@ class TerminalBenchEnv(TextEnv):
         if "task_id" in options:
             task_id = str(options["task_id"])
             if task_id not in self.tasks:
-                from r2v_envs.errors import TaskNotFoundError
-
                 raise TaskNotFoundError(
                     f"no task {task_id!r} in {self.dataset_path or 'the built-in set'}"
                 )

@@ -64,8 +64,16 @@ class _PipeStream(ShellStream):
 
     def interrupt(self) -> None:
         shell = self.shell_pid()
-        if shell is not None:
-            kill_descendants(shell, keep=set())
+        if shell is None:
+            return
+        # Everything in the sandbox but the shell and the bwrap processes above it: orphans
+        # (a fork bomb's background children) are re-parented to the sandbox's init, out of
+        # the shell's own tree.
+        keep, pid = {shell}, shell
+        while pid not in (self.proc.pid, 0, 1):
+            pid = _parent(pid)
+            keep.add(pid)
+        kill_descendants(self.proc.pid, keep=keep)
 
     def shell_pid(self) -> int | None:
         """Host pid of the bash inside (outer bwrap -> inner bwrap -> bash)."""
@@ -77,6 +85,13 @@ class _PipeStream(ShellStream):
                     break
                 time.sleep(0.01)
         return self._shell_pid
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _find_descendant(root: int, comm: str) -> int | None:
