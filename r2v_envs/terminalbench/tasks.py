@@ -70,6 +70,7 @@ class Task:
     solution: str
     run_tests: str
     config: dict[str, Any] = field(default_factory=dict)
+    _commands: list[str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def tests_dir(self) -> Path:
@@ -101,7 +102,10 @@ class Task:
         return steps
 
     def solution_commands(self) -> list[str]:
-        return split_commands(self.solution)
+        # Splitting runs `bash -n` per line: do it once (at load), not at every reset.
+        if self._commands is None:
+            self._commands = split_commands(self.solution)
+        return list(self._commands)
 
 
 def split_commands(script: str) -> list[str]:
@@ -190,7 +194,8 @@ def load_task(path: str | Path) -> Task:
         solution=(path / "solution.sh").read_text(),
         run_tests=(path / "run-tests.sh").read_text(),
         config=config,
-        **timeouts,
+        max_agent_timeout_sec=timeouts["max_agent_timeout_sec"],
+        max_test_timeout_sec=timeouts["max_test_timeout_sec"],
     )
     try:
         task.solution_commands()
