@@ -11,6 +11,7 @@ otherwise the best-verified candidate is used. Every decision is kept in ``last_
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from r2v_agent.router.model import MLPRouter
 from r2v_agent.teacher.base import CallCost, Teacher
 from r2v_agent.teacher.openai_http import OpenAITeacher
 from r2v_agent.teacher.oracle import OracleTeacher
+from r2v_agent.verifier.learned import LearnedVerifier
 from r2v_agent.verifier.rules import RuleVerifier
 
 __all__ = ["RoutedAgent", "Decision", "AgentStats"]
@@ -84,6 +86,8 @@ class RoutedAgent:
         threshold: tau; the teacher acts when p_fail > tau.
         family: prompt/verifier family; ``None`` infers it from the first ``info``.
         max_steps: episode length used for the ``step_frac`` feature when ``info`` has none.
+        verifier: scores candidates; ``None`` uses the per-family :class:`RuleVerifier`.
+        history_chars: character budget of the prompt's history (``None``: the format's own).
     """
 
     def __init__(
@@ -96,6 +100,8 @@ class RoutedAgent:
         family: str | None = None,
         max_steps: int = 50,
         policy_source: str | None = None,
+        verifier: RuleVerifier | LearnedVerifier | None = None,
+        history_chars: int | None = None,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
@@ -108,6 +114,8 @@ class RoutedAgent:
         self.family = family
         self.max_steps = int(max_steps)
         self.policy_source = policy_source
+        self.verifier = verifier
+        self.history_chars = history_chars
         self.stats = AgentStats()
         self.last_decision: Decision | None = None
         self._turns: list[Turn] = []
@@ -123,13 +131,22 @@ class RoutedAgent:
         self.last_decision = None
         if seed is not None:
             self.policy.reseed(seed)
+        reset_router = getattr(self.router, "reset", None)
+        if callable(reset_router):  # routers with per-episode state (the hindsight oracle)
+            reset_router(seed)
+
+    def record(self, observation: str, action: str) -> None:
+        """Add a step someone else took to the history (replays, counterfactual rollouts)."""
+        self._turns.append(Turn(observation, action))
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
         if self._episode_family is None:  # fixed for the episode from its first info
             self._episode_family = self.family or infer_family(info)
         family = self._episode_family
         fmt: PromptFormat = FORMATS[family]
-        verifier = RuleVerifier(family)
+        if self.history_chars is not None:
+            fmt = dataclasses.replace(fmt, max_chars=self.history_chars)
+        verifier = self.verifier if self.verifier is not None else RuleVerifier(family)
         self._turns.append(Turn(observation))
         sample = self.policy.sample(
             fmt.messages(self._turns),
@@ -153,7 +170,11 @@ class RoutedAgent:
             observation=observation,
             escalations_so_far=self._episode_escalations,
         )
-        p_fail = float(self.router(features)[0])
+        if getattr(self.router, "uses_hindsight", False):
+            # The hindsight oracle (a reference, not deployable) judges the chosen action itself.
+            p_fail = float(self.router.hindsight(actions[chosen], info))  # type: ignore[attr-defined]
+        else:
+            p_fail = float(self.router(features)[0])
         action, actor, cost = actions[chosen], "slm", CallCost()
         fallback, error = False, None
         if self.teacher is not None and p_fail > self.threshold:
@@ -201,6 +222,10 @@ class RoutedAgent:
         if not isinstance(self.router, MLPRouter):
             raise ConfigError("save_pretrained saves learned routers (MLPRouter) only")
         self.router.save(directory / "router.safetensors")
+        verifier_spec: dict[str, Any] = {"type": "RuleVerifier"}
+        if isinstance(self.verifier, LearnedVerifier):
+            self.verifier.save(directory / "verifier.safetensors")
+            verifier_spec = {**self.verifier.spec(), "path": "verifier.safetensors"}
         if self.policy_source in PRESETS and self.policy_source != "tiny-random":
             policy = {"preset": self.policy_source}
         else:  # weights may have been trained: save them
@@ -224,7 +249,8 @@ class RoutedAgent:
                 "quantize": self.policy.quantize,
             },
             "router": self.router.spec(),
-            "verifier": {"type": "RuleVerifier"},
+            "verifier": verifier_spec,
+            "history_chars": self.history_chars,
             "teacher": self.teacher.spec() if self.teacher else None,
             "threshold": self.threshold,
             "family": self.family,
@@ -284,9 +310,19 @@ class RoutedAgent:
         spec = config["policy"]
         source = spec.get("preset") or str(directory / spec["path"])
         model, tokenizer = load_model_and_tokenizer(source, seed=seed)
+        mode = spec.get("quantize") if quantize == "auto" else quantize
         policy = TransformersPolicy(
-            model, tokenizer, k=k or spec["k"], temperature=spec["temperature"], seed=seed
+            model,
+            tokenizer,
+            k=k or spec["k"],
+            temperature=spec["temperature"],
+            seed=seed,
+            quantize=mode,
+            keep_base=mode is None,
         )
+        verifier: LearnedVerifier | None = None
+        if config.get("verifier", {}).get("type") == "LearnedVerifier":
+            verifier = LearnedVerifier.load(directory / config["verifier"]["path"])
         return cls(
             policy,
             MLPRouter.load(directory / "router.safetensors"),
@@ -295,6 +331,8 @@ class RoutedAgent:
             family=family or config.get("family"),
             max_steps=config.get("max_steps", 50),
             policy_source=spec.get("preset"),
+            verifier=verifier,
+            history_chars=config.get("history_chars"),
         )
 
     def decision_dict(self) -> dict[str, Any] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["R2VAgentError", "ConfigError", "TeacherError"]
+__all__ = ["R2VAgentError", "ConfigError", "TeacherError", "TrajectoryError", "StageError"]
 
 
 class R2VAgentError(Exception):
@@ -15,3 +15,11 @@ class ConfigError(R2VAgentError, ValueError):
 
 class TeacherError(R2VAgentError, RuntimeError):
     """A teacher could not produce an action (callers fall back; ``act`` never raises it)."""
+
+
+class TrajectoryError(R2VAgentError, ValueError):
+    """A trajectory record breaks the schema; the message names the file line and the field."""
+
+
+class StageError(R2VAgentError, RuntimeError):
+    """A pipeline stage cannot run (missing inputs, no usable data); the message says which."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gymnasium.envs.registration import register, registry
+
 from r2v_agent.router.baselines import (
     AlwaysEscalate,
     EntropyRouter,
@@ -31,3 +33,8 @@ __all__ = [
     "EntropyRouter",
     "VerifierRouter",
 ]
+
+# The routing MDP of the PPO baseline (see routing_env.py); the entry point is a string, so
+# registering it imports nothing heavy.
+if "R2V/Routing-v0" not in registry:
+    register(id="R2V/Routing-v0", entry_point="r2v_agent.router.routing_env:RoutingEnv")

@@ -1,7 +1,8 @@
 """The learned router: a small MLP from the 15 features to P(the SLM fails at this step).
 
 Features are standardised with stored statistics, then 15 -> 96 -> 96 -> 1 with GELU
-(about 11k parameters); a temperature divides the logit (calibration). Untrained, the
+(about 11k parameters); a temperature divides the logit and optional isotonic knots map the
+result (calibration, :mod:`r2v_agent.router.calibration`). Untrained, the
 statistics are identity and the weights random: scores lie in (0, 1), so tau = 0 always
 escalates and tau = 1 never does.
 """
@@ -36,6 +37,9 @@ class MLPRouter(Router):
         self.mean = torch.zeros(N_FEATURES)
         self.std = torch.ones(N_FEATURES)
         self.temperature = torch.ones(())
+        # Isotonic calibration knots (empty: none).
+        self.iso_x = torch.zeros(0)
+        self.iso_y = torch.zeros(0)
 
     @property
     def n_parameters(self) -> int:
@@ -50,11 +54,20 @@ class MLPRouter(Router):
 
         with torch.inference_mode():
             x = torch.as_tensor(np.asarray(features, dtype=np.float32))
-            return torch.sigmoid(self.logits(x)).numpy()
+            p = torch.sigmoid(self.logits(x)).numpy()
+        if self.iso_x.numel():
+            p = np.interp(p, self.iso_x.numpy(), self.iso_y.numpy()).astype(np.float32)
+        return p
 
     def state_dict(self) -> dict[str, Any]:
         state = {f"net.{k}": v for k, v in self.net.state_dict().items()}
-        state.update(mean=self.mean, std=self.std, temperature=self.temperature)
+        state.update(
+            mean=self.mean,
+            std=self.std,
+            temperature=self.temperature,
+            iso_x=self.iso_x,
+            iso_y=self.iso_y,
+        )
         return state
 
     def save(self, path: str | Path) -> None:
@@ -83,7 +96,15 @@ class MLPRouter(Router):
             state["std"],
             state["temperature"],
         )
+        router.iso_x = state.get("iso_x", router.iso_x)
+        router.iso_y = state.get("iso_y", router.iso_y)
         return router
 
     def spec(self) -> dict[str, Any]:
-        return {"type": "MLPRouter", "hidden": self.hidden, "parameters": self.n_parameters}
+        return {
+            "type": "MLPRouter",
+            "hidden": self.hidden,
+            "parameters": self.n_parameters,
+            "temperature": float(self.temperature),
+            "isotonic_knots": int(self.iso_x.numel()),
+        }

@@ -47,7 +47,9 @@ class LearnedVerifier:
 
         self.family = family
         self.rules = RuleVerifier(family)
-        self.encoder_path = Path(encoder) if encoder is not None else minilm_dir()
+        use_default = encoder is None or str(encoder) == "minilm"
+        self.encoder_path = minilm_dir() if use_default else Path(str(encoder))
+        self.encoder_name = "minilm" if use_default else str(encoder)
         self.tokenizer = AutoTokenizer.from_pretrained(self.encoder_path)
         self.encoder = AutoModel.from_pretrained(self.encoder_path).eval()
         width = int(self.encoder.config.hidden_size)
@@ -93,7 +95,7 @@ class LearnedVerifier:
             str(path),
             metadata={
                 "family": self.family,
-                "encoder": str(self.encoder_path),
+                "encoder": self.encoder_name,
                 "trained": str(self.trained),
             },
         )
@@ -105,10 +107,17 @@ class LearnedVerifier:
 
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
-        verifier = cls(meta.get("family", "textworld"), encoder=encoder)
+        verifier = cls(
+            meta.get("family", "textworld"), encoder=encoder or meta.get("encoder", "minilm")
+        )
         verifier.head.load_state_dict(load_file(str(path)))
         verifier.trained = meta.get("trained") == "True"
         return verifier
 
     def spec(self) -> dict[str, Any]:
-        return {"type": "LearnedVerifier", "family": self.family, "trained": self.trained}
+        return {
+            "type": "LearnedVerifier",
+            "family": self.family,
+            "encoder": self.encoder_name,
+            "trained": self.trained,
+        }

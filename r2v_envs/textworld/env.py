@@ -51,7 +51,9 @@ class TextWorldEnv(TextEnv):
             ``~/.cache/r2v/textworld``).
         max_episode_steps: step limit; reaching it sets ``truncated``.
         expert_hints: add ``info["expert_action"]``, the next command of an optimal plan from the
-            *current* state (for :class:`~r2v_agent.teacher.OracleTeacher` only).
+            *current* state (for :class:`~r2v_agent.teacher.OracleTeacher` only), and
+            ``info["expert_plan_length"]``, the length of that plan (the training pipeline's
+            ground truth for progress).
 
     ``reset(options=...)`` accepts ``task_id`` (``"cooking/d2/s17"``) or ``game_file`` (any
     TextWorld ``.z8``/``.ulx`` game; plain Z-machine games without TextWorld's ``.json`` play
@@ -194,6 +196,8 @@ class TextWorldEnv(TextEnv):
         if self.expert_hints:
             plan = getattr(state, "policy_commands", None) if self._has_json else None
             info["expert_action"] = plan[0] if plan else None
+            # Ground truth for "did this step make progress?" (training labels, never features).
+            info["expert_plan_length"] = len(plan) if plan is not None else None
         return info
 
     def close(self) -> None:

@@ -1,0 +1,345 @@
+"""Result files -> the leaderboard: a Markdown and CSV table, the frontier and reliability plots.
+
+One row per (env, method, point). Columns: episodes; success with a 95% bootstrap CI; LLM-call
+share (teacher steps / steps); cost (USD per episode, from the teacher's price table); the worst
+perturbation seed's success and CVaR_alpha of failure across seeds; the router's Brier score and
+ECE against the step labels (1 = the step made no progress or ended the episode in failure);
+for each swept method the area under its success-vs-LLM-share curve. Below the table: McNemar's
+test of R2V against the entropy router at the nearest LLM-call share (paired on the same task and
+perturbation seed), and the entropy router's LLM-call share at R2V's success (interpolated along
+its sweep).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from r2v_agent import metrics
+from r2v_agent.training.trajectories import read_episodes
+
+__all__ = [
+    "Row",
+    "build_rows",
+    "render_markdown",
+    "render_csv",
+    "headline",
+    "plot_frontier",
+    "plot_reliability",
+    "load_records",
+    "write_leaderboard",
+]
+
+ALPHA = 0.4  #: CVaR share of worst perturbation seeds
+_ORDER = {
+    n: i
+    for i, n in enumerate(("slm", "llm", "random", "entropy", "verifier", "ppo", "r2v", "oracle"))
+}
+
+
+@dataclass
+class Row:
+    env: str
+    method: str
+    name: str
+    point: float | None
+    episodes: int
+    success: float
+    ci_low: float
+    ci_high: float
+    llm_share: float
+    cost_per_episode: float
+    worst_seed_success: float
+    cvar_failure: float
+    brier: float | None
+    ece: float | None
+    auc: float | None = None
+    outcomes: dict[tuple[Any, Any], bool] = field(default_factory=dict, repr=False)
+    p_fail: list[float] = field(default_factory=list, repr=False)
+    labels: list[float] = field(default_factory=list, repr=False)
+
+
+def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    records: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        for record in read_episodes(path):
+            records[f"{path}:{record['episode_key']}"] = record
+    return list(records.values())
+
+
+def _env_label(record: dict[str, Any]) -> str:
+    kwargs = record.get("extra", {}).get("env_kwargs") or {}
+    suffix = ",".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
+    return f"{record['env_id']}" + (f"[{suffix}]" if suffix else "")
+
+
+def _step_labels(record: dict[str, Any]) -> list[float]:
+    n = len(record["steps"])
+    return [
+        float(not s["progress"] or (i == n - 1 and not record["success"]))
+        for i, s in enumerate(record["steps"])
+    ]
+
+
+def build_rows(records: list[dict[str, Any]], *, seed: int = 0) -> list[Row]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[(_env_label(record), record["agent"])].append(record)
+    rows = []
+    for (env, method), group in sorted(groups.items()):
+        extra = group[0].get("extra", {})
+        name = extra.get("method", method.split("@")[0])
+        point = extra.get("point")
+        success = [float(r["success"]) for r in group]
+        mean, low, high = metrics.bootstrap_ci(success, seed=seed)
+        steps = sum(len(r["steps"]) for r in group)
+        by_seed: dict[Any, list[float]] = defaultdict(list)
+        for r in group:
+            by_seed[r["perturbation_seed"]].append(float(r["success"]))
+        seed_success = [sum(v) / len(v) for v in by_seed.values()]
+        p, y = [], []
+        for r in group:
+            for step, label in zip(r["steps"], _step_labels(r), strict=True):
+                if (
+                    step.get("p_fail") is not None
+                    and step["actor"] in ("slm", "teacher")
+                    and step["candidates"]
+                ):
+                    p.append(float(step["p_fail"]))
+                    y.append(label)
+        has_router = name in ("r2v", "entropy", "verifier", "ppo") and p
+        rows.append(
+            Row(
+                env=env,
+                method=method,
+                name=name,
+                point=float(point) if point is not None else None,
+                episodes=len(group),
+                success=mean,
+                ci_low=low,
+                ci_high=high,
+                llm_share=sum(r["escalations"] for r in group) / max(1, steps),
+                cost_per_episode=sum(float(r["cost"].get("usd", 0.0)) for r in group) / len(group),
+                worst_seed_success=min(seed_success),
+                cvar_failure=metrics.cvar([1.0 - s for s in seed_success], ALPHA),
+                brier=metrics.brier(p, y) if has_router else None,
+                ece=metrics.ece(p, y) if has_router else None,
+                outcomes={
+                    (r["perturbation_seed"], r["env_seed"]): bool(r["success"]) for r in group
+                },
+                p_fail=p if has_router else [],
+                labels=y if has_router else [],
+            )
+        )
+    rows.sort(
+        key=lambda r: (r.env, _ORDER.get(r.name, 99), r.point if r.point is not None else -1.0)
+    )
+    # Area under each swept method's success-vs-LLM-share curve (with its sweep's own points).
+    for env in {r.env for r in rows}:
+        for name in {r.name for r in rows if r.env == env}:
+            sweep = [r for r in rows if r.env == env and r.name == name and r.point is not None]
+            if len(sweep) >= 2 and name != "random":
+                auc = metrics.area_under_curve(
+                    [r.llm_share for r in sweep], [r.success for r in sweep]
+                )
+                for swept in sweep:
+                    swept.auc = auc
+    return rows
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+COLUMNS = [
+    "env",
+    "method",
+    "episodes",
+    "success",
+    "95% CI",
+    "LLM share",
+    "cost/episode ($)",
+    "worst-seed success",
+    f"CVaR{ALPHA:g} failure",
+    "router Brier",
+    "router ECE",
+    "AUC success-LLM share",
+]
+
+
+def _cells(row: Row) -> list[str]:
+    return [
+        row.env,
+        row.method,
+        str(row.episodes),
+        _fmt(row.success),
+        f"[{_fmt(row.ci_low)}, {_fmt(row.ci_high)}]",
+        _fmt(row.llm_share),
+        _fmt(row.cost_per_episode, 5),
+        _fmt(row.worst_seed_success),
+        _fmt(row.cvar_failure),
+        _fmt(row.brier),
+        _fmt(row.ece),
+        _fmt(row.auc),
+    ]
+
+
+def headline(rows: list[Row]) -> list[str]:
+    """R2V vs LLM-only and vs the entropy router, per env, as sentences with numbers."""
+    lines = []
+    for env in sorted({r.env for r in rows}):
+        here = [r for r in rows if r.env == env]
+        r2v = next((r for r in here if r.method == "r2v"), None)
+        llm = next((r for r in here if r.name == "llm"), None)
+        entropy = sorted((r for r in here if r.name == "entropy"), key=lambda r: r.llm_share)
+        if r2v is None:
+            continue
+        if llm is not None:
+            lines.append(
+                f"- {env}: R2V success {_fmt(r2v.success)} at LLM share {_fmt(r2v.llm_share)}; "
+                f"LLM-only {_fmt(llm.success)} (gap {100 * (llm.success - r2v.success):+.1f} points)."
+            )
+        if entropy:
+            nearest = min(entropy, key=lambda r: abs(r.llm_share - r2v.llm_share))
+            keys = sorted(set(r2v.outcomes) & set(nearest.outcomes), key=str)
+            test = metrics.mcnemar(
+                [r2v.outcomes[k] for k in keys], [nearest.outcomes[k] for k in keys]
+            )
+            lines.append(
+                f"- {env}: McNemar R2V vs {nearest.method} (LLM share {_fmt(nearest.llm_share)}), "
+                f"{len(keys)} paired episodes: R2V-only wins {test.only_a}, entropy-only wins "
+                f"{test.only_b}, p = {test.p_value:.3g}{' (exact)' if test.exact else ''}."
+            )
+            shares = [r.llm_share for r in entropy]
+            successes = [r.success for r in entropy]
+            matched = _share_at_success(shares, successes, r2v.success)
+            if matched is None:
+                lines.append(
+                    f"- {env}: the entropy sweep never reaches R2V's success {_fmt(r2v.success)}."
+                )
+            elif matched > 0:
+                lines.append(
+                    f"- {env}: at R2V's success the entropy router needs LLM share {_fmt(matched)}; "
+                    f"R2V uses {_fmt(r2v.llm_share)} ({r2v.llm_share / matched:.2f}x)."
+                )
+    return lines
+
+
+def _share_at_success(shares: list[float], successes: list[float], target: float) -> float | None:
+    """The smallest LLM share at which the (linearly interpolated) sweep reaches ``target``."""
+    points = sorted(zip(shares, successes, strict=True))
+    for (s0, y0), (s1, y1) in zip(points, points[1:], strict=False):
+        if y0 >= target:
+            return s0
+        if y1 >= target:
+            return s0 + (s1 - s0) * (target - y0) / (y1 - y0) if y1 != y0 else s1
+    if points and points[-1][1] >= target:
+        return points[-1][0]
+    return None
+
+
+def render_markdown(rows: list[Row]) -> str:
+    out = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    out += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    lines = headline(rows)
+    if lines:
+        out += ["", *lines]
+    return "\n".join(out) + "\n"
+
+
+def render_csv(rows: list[Row]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow(_cells(row))
+    return buffer.getvalue()
+
+
+def plot_frontier(rows: list[Row], path: str | Path) -> None:
+    """Success vs LLM-call share per env: sweeps as curves, single methods as points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({r.env for r in rows})
+    fig, axes = plt.subplots(1, len(envs), figsize=(6.5 * len(envs), 4.8), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        here = [r for r in rows if r.env == env]
+        for name in sorted({r.name for r in here}):
+            group = sorted((r for r in here if r.name == name), key=lambda r: r.llm_share)
+            xs = [r.llm_share for r in group]
+            ys = [r.success for r in group]
+            errs = [[r.success - r.ci_low for r in group], [r.ci_high - r.success for r in group]]
+            style = "o-" if len(group) > 1 and name != "random" else "s"
+            ax.errorbar(xs, ys, yerr=errs, fmt=style, capsize=3, label=name, alpha=0.85)
+        ax.set_xlabel("LLM-call share")
+        ax.set_ylabel("success rate")
+        ax.set_xlim(-0.03, 1.03)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(env, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Reliability-cost frontier (95% bootstrap CIs)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_reliability(rows: list[Row], path: str | Path, method: str = "r2v") -> bool:
+    """The router's reliability diagram (predicted p_fail vs observed failure), per env."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = [r for r in rows if r.method == method and r.p_fail]
+    if not chosen:
+        return False
+    fig, axes = plt.subplots(1, len(chosen), figsize=(4.8 * len(chosen), 4.5), squeeze=False)
+    for ax, row in zip(axes[0], chosen, strict=True):
+        bins = metrics.reliability_bins(row.p_fail, row.labels)
+        ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+        ax.plot(
+            [b.mean_predicted for b in bins], [b.observed_rate for b in bins], "o-", label=method
+        )
+        for b in bins:
+            ax.annotate(
+                str(b.count),
+                (b.mean_predicted, b.observed_rate),
+                fontsize=7,
+                xytext=(3, -9),
+                textcoords="offset points",
+            )
+        ax.set_xlabel("predicted P(SLM fails)")
+        ax.set_ylabel("observed failure rate")
+        ax.set_title(f"{row.env}\nBrier {_fmt(row.brier)}, ECE {_fmt(row.ece)}", fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_leaderboard(paths: list[str | Path], out_dir: str | Path) -> str:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = build_rows(load_records(paths))
+    text = render_markdown(rows)
+    (out_dir / "leaderboard.md").write_text(text)
+    (out_dir / "leaderboard.csv").write_text(render_csv(rows))
+    plot_frontier(rows, out_dir / "frontier.png")
+    plot_reliability(rows, out_dir / "reliability.png")
+    return text

@@ -1,0 +1,131 @@
+"""The methods a benchmark compares, named by short specs, all built on one trained agent.
+
+=================  ================================================================
+spec               meaning
+=================  ================================================================
+``slm``            SLM-only: the trained policy, never escalates
+``llm``            LLM-only: the teacher acts at every step
+``r2v``            R2V: the trained, calibrated router at its saved tau
+``r2v@T``          R2V at tau = T (a point of its sweep)
+``entropy@T``      escalate when 1 - exp(-mean token entropy) > T
+``verifier@T``     escalate when 1 - best verifier score > T
+``random@R``       escalate at random with probability R
+``random@match``   random at R2V's measured escalation share (same results file)
+``ppo``            a PPO router (stable-baselines3) trained on the routing MDP
+``oracle``         the hindsight oracle router (reference, not deployable)
+=================  ================================================================
+
+Every method but ``llm`` uses the same SLM policy, verifier and teacher, so differences come
+from the routing decision alone. The teacher is the env's expert (:class:`OracleTeacher`), costed
+as a frontier model would be for the same prompt and reply (:data:`TEACHER_PRICES`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from r2v_agent.errors import ConfigError
+
+__all__ = ["MethodSpec", "parse_method", "build_actor", "METHOD_NAMES", "TEACHER_PRICES"]
+
+#: USD per million (prompt, completion) tokens charged for each teacher call in benchmarks: a
+#: frontier-model list price (2.50 / 10.00), so cost columns are comparable across methods.
+TEACHER_PRICES = {"frontier-llm": (2.50, 10.00)}
+
+METHOD_NAMES = ("slm", "llm", "r2v", "entropy", "verifier", "random", "ppo", "oracle")
+_SPEC = re.compile(r"^(?P<name>[a-z0-9]+)(?:@(?P<point>[0-9.]+|match))?$")
+_NEEDS_POINT = {"entropy", "verifier", "random"}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    point: float | None = None  #: tau, or the random rate
+    match: bool = False  #: random@match
+
+    def __str__(self) -> str:
+        if self.match:
+            return f"{self.name}@match"
+        return self.name if self.point is None else f"{self.name}@{self.point:g}"
+
+
+def parse_method(text: str) -> MethodSpec:
+    match = _SPEC.match(text.strip())
+    if match is None or match["name"] not in METHOD_NAMES:
+        raise ConfigError(
+            f"method {text!r}: expected one of {', '.join(METHOD_NAMES)}, optionally @value (e.g. entropy@0.3)"
+        )
+    name, point = match["name"], match["point"]
+    if point == "match":
+        if name != "random":
+            raise ConfigError(f"method {text!r}: only random takes @match")
+        return MethodSpec(name, None, True)
+    if point is None and name in _NEEDS_POINT:
+        raise ConfigError(f"method {text!r}: {name} needs a threshold or rate, e.g. {name}@0.3")
+    value = float(point) if point is not None else None
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ConfigError(f"method {text!r}: the value must be in [0, 1]")
+    if value is not None and name in ("slm", "llm", "oracle"):
+        raise ConfigError(f"method {text!r}: {name} takes no value")
+    return MethodSpec(name, value)
+
+
+def build_actor(
+    spec: MethodSpec,
+    agent: Any,
+    *,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    split: str | None,
+    max_steps: int,
+    seed: int,
+    ppo_path: Path | None = None,
+    random_rate: float | None = None,
+) -> Any:
+    """Configure the shared ``agent`` (a loaded RoutedAgent) for ``spec``; return the actor."""
+    from r2v_agent.router.baselines import (
+        EntropyRouter,
+        NeverEscalate,
+        RandomRouter,
+        VerifierRouter,
+    )
+    from r2v_agent.router.hindsight import HindsightOracleRouter
+    from r2v_agent.teacher.base import PriceTable
+    from r2v_agent.teacher.oracle import OracleTeacher
+    from r2v_agent.training.episodes import TeacherActor
+
+    teacher = OracleTeacher(model="frontier-llm", prices=PriceTable(TEACHER_PRICES))
+    if spec.name == "llm":
+        return TeacherActor(teacher)
+    if not hasattr(agent, "_trained_router"):
+        agent._trained_router, agent._trained_threshold = agent.router, agent.threshold
+    agent.teacher = teacher
+    agent.max_steps = max_steps
+    if spec.name == "slm":
+        agent.router, agent.threshold = NeverEscalate(), 1.0
+    elif spec.name == "r2v":
+        agent.router = agent._trained_router
+        agent.threshold = agent._trained_threshold if spec.point is None else spec.point
+    elif spec.name == "entropy":
+        agent.router, agent.threshold = EntropyRouter(), float(spec.point or 0.0)
+    elif spec.name == "verifier":
+        agent.router, agent.threshold = VerifierRouter(), float(spec.point or 0.0)
+    elif spec.name == "random":
+        rate = random_rate if spec.match else spec.point
+        if rate is None:
+            raise ConfigError("random@match needs R2V's escalation share: run r2v first")
+        agent.router, agent.threshold = RandomRouter(rate, seed=seed), 0.5
+    elif spec.name == "ppo":
+        from r2v_agent.router.routing_env import PPORouter
+
+        if ppo_path is None or not Path(ppo_path).exists():
+            raise ConfigError("the ppo method needs a trained PPO router (ppo_router.zip)")
+        agent.router = PPORouter.load(ppo_path)
+        agent.threshold = 0.5 if spec.point is None else spec.point
+    elif spec.name == "oracle":
+        agent.router = HindsightOracleRouter(env_id, env_kwargs, split=split, max_steps=max_steps)
+        agent.threshold = 0.5
+    return agent

@@ -1,0 +1,359 @@
+"""Resumable evaluation sweeps: methods x tasks x perturbation seeds, one JSONL record per episode.
+
+    python benchmarks/run.py --config benchmarks/configs/textworld-cpu.yaml \\
+        --methods slm,llm,r2v,random@match,ppo,oracle --sweep entropy,verifier,r2v \\
+        --points 0.1,0.3,0.5,0.7,0.9 --out benchmarks/results/textworld-cpu/episodes.jsonl
+
+Each episode has a key ``method/seed/task``. Records are appended atomically by the parent as
+episodes finish (:class:`~r2v_agent.training.trajectories.TrajectoryWriter`), and a restarted run
+skips every key already in the file: a run killed at any moment, even with SIGKILL, continues
+with no lost and no duplicated episode (an episode in flight is simply played again).
+
+Episodes run in a local process pool (``--workers``), or as Ray tasks (``--executor ray``,
+``--ray-address`` to join a cluster; without one a local Ray instance is started). Each worker
+loads the agent once and reuses it for every method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from r2v_agent.errors import ConfigError
+from r2v_agent.evaluation.methods import MethodSpec, build_actor, parse_method
+from r2v_agent.training.trajectories import TrajectoryWriter, episode_keys, read_episodes
+
+__all__ = ["EvalSettings", "Job", "plan_jobs", "run_eval", "main"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalSettings:
+    agent_dir: str
+    env_id: str
+    out: str
+    methods: list[str]
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    split: str | None = "test"
+    tasks: list[int] = field(default_factory=lambda: list(range(10)))
+    perturbation: str | None = None
+    perturbation_seeds: list[int | None] = field(default_factory=lambda: [None])
+    max_steps: int = 20
+    seed: int = 0
+    workers: int = 1
+    executor: str = "process"
+    ray_address: str | None = None
+    ppo_path: str | None = None
+    ppo_rollouts: str | None = None
+    ppo_cost: float = 0.3
+    ppo_timesteps: int = 20_000
+
+
+@dataclass(frozen=True)
+class Job:
+    method: str
+    task: int
+    perturbation_seed: int | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}/{self.perturbation_seed}/{self.task}"
+
+
+def plan_jobs(settings: EvalSettings) -> list[Job]:
+    methods = [str(parse_method(m)) for m in settings.methods]
+    if len(set(methods)) != len(methods):
+        raise ConfigError(f"methods repeat: {methods}")
+    return [
+        Job(m, t, z) for m in methods for z in settings.perturbation_seeds for t in settings.tasks
+    ]
+
+
+# ---------------------------------------------------------------------------- worker side
+_CACHE: dict[str, Any] = {}
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _load_agent(agent_dir: str, seed: int) -> Any:
+    if agent_dir not in _CACHE:
+        from r2v_agent.agent import RoutedAgent
+
+        _CACHE[agent_dir] = RoutedAgent.from_pretrained(agent_dir, seed=seed)
+    return _CACHE[agent_dir]
+
+
+def _env(settings: EvalSettings, z: int | None) -> Any:
+    from r2v_agent.training.episodes import make_env
+
+    key = f"env:{settings.env_id}:{json.dumps(settings.env_kwargs, sort_keys=True)}:{z}"
+    if key not in _CACHE:
+        _CACHE[key] = make_env(
+            settings.env_id,
+            kwargs=settings.env_kwargs,
+            split=settings.split,
+            max_steps=settings.max_steps,
+            perturbation=settings.perturbation if z is not None else None,
+            perturbation_seed=z,
+        )
+    return _CACHE[key]
+
+
+def run_job(job: Job, settings: EvalSettings, random_rate: float | None = None) -> dict[str, Any]:
+    """Play one episode (in a worker) and return its record."""
+    from r2v_agent.training.episodes import play_episode
+
+    spec = parse_method(job.method)
+    agent = _load_agent(settings.agent_dir, settings.seed) if spec.name != "llm" else None
+    actor = build_actor(
+        spec,
+        agent,
+        env_id=settings.env_id,
+        env_kwargs=settings.env_kwargs,
+        split=settings.split,
+        max_steps=settings.max_steps,
+        seed=settings.seed + job.task,
+        ppo_path=Path(settings.ppo_path) if settings.ppo_path else None,
+        random_rate=random_rate,
+    )
+    record = play_episode(
+        _env(settings, job.perturbation_seed),
+        actor,
+        env_id=settings.env_id,
+        env_seed=job.task,
+        agent_name=job.method,
+        episode_key=job.key,
+        perturbation=settings.perturbation if job.perturbation_seed is not None else None,
+        perturbation_seed=job.perturbation_seed,
+        actor_seed=job.task,
+        extra={
+            "method": spec.name,
+            "point": spec.point if not spec.match else random_rate,
+            "threshold": getattr(actor, "threshold", None),
+            "agent_dir": settings.agent_dir,
+            "split": settings.split,
+            "env_kwargs": settings.env_kwargs,
+        },
+    )
+    return record
+
+
+def _run_job_tuple(args: tuple[Job, EvalSettings, float | None]) -> dict[str, Any]:
+    return run_job(*args)
+
+
+# ---------------------------------------------------------------------------- executors
+def _process_pool(
+    jobs: list[Job], settings: EvalSettings, rate: float | None
+) -> Iterator[dict[str, Any]]:
+    if settings.workers <= 1:
+        _worker_init(max(1, os.cpu_count() or 1))
+        for job in jobs:
+            yield run_job(job, settings, rate)
+        return
+    threads = max(1, (os.cpu_count() or 1) // settings.workers)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(settings.workers, initializer=_worker_init, initargs=(threads,)) as pool:
+        yield from pool.imap_unordered(_run_job_tuple, [(j, settings, rate) for j in jobs])
+
+
+def _ray(jobs: list[Job], settings: EvalSettings, rate: float | None) -> Iterator[dict[str, Any]]:
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        ray.init(
+            address=settings.ray_address,
+            num_cpus=None if settings.ray_address else settings.workers,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1)(run_job)
+        pending = [remote.remote(job, settings, rate) for job in jobs]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _execute(
+    jobs: list[Job], settings: EvalSettings, rate: float | None
+) -> Iterable[dict[str, Any]]:
+    if settings.executor == "process":
+        return _process_pool(jobs, settings, rate)
+    if settings.executor == "ray":
+        return _ray(jobs, settings, rate)
+    raise ConfigError(f"executor must be 'process' or 'ray', got {settings.executor!r}")
+
+
+def _r2v_share(path: Path) -> float | None:
+    steps = escalations = 0
+    if not path.exists():
+        return None
+    for record in read_episodes(path):
+        if record["agent"] == "r2v":
+            steps += len(record["steps"])
+            escalations += record["escalations"]
+    return escalations / steps if steps else None
+
+
+def _ensure_ppo(settings: EvalSettings) -> None:
+    if not any(parse_method(m).name == "ppo" for m in settings.methods):
+        return
+    out = Path(settings.out)
+    if settings.ppo_path is None:
+        settings.ppo_path = str(out.with_name(out.stem + ".ppo_router.zip"))
+    if Path(settings.ppo_path).exists():
+        return
+    rollouts = settings.ppo_rollouts or str(Path(settings.agent_dir).parent / "rollouts.jsonl")
+    if not Path(rollouts).exists():
+        raise ConfigError(
+            f"ppo: no logged SLM rollouts at {rollouts} (the router stage writes them)"
+        )
+    from r2v_agent.router.routing_env import train_ppo_router
+
+    print(
+        f"training the PPO router on {rollouts} ({settings.ppo_timesteps} steps, cost {settings.ppo_cost})"
+    )
+    router = train_ppo_router(
+        rollouts, cost=settings.ppo_cost, timesteps=settings.ppo_timesteps, seed=settings.seed
+    )
+    router.save(settings.ppo_path)
+
+
+def run_eval(settings: EvalSettings) -> Path:
+    """Play every planned episode not yet in ``settings.out``; return the results path."""
+    out = Path(settings.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    jobs = plan_jobs(settings)
+    _ensure_ppo(settings)
+    done = episode_keys(out)
+    todo = [j for j in jobs if j.key not in done]
+    matched = [j for j in todo if parse_method(j.method).match]
+    first = [j for j in todo if not parse_method(j.method).match]
+    print(
+        f"{len(jobs)} episodes planned, {len(jobs) - len(todo)} already in {out}, {len(todo)} to run"
+    )
+    with TrajectoryWriter(out) as writer, tqdm(total=len(todo), desc="eval", unit="episode") as bar:
+        for phase, rate in ((first, None), (matched, "r2v")):
+            if not phase:
+                continue
+            share = _r2v_share(out) if rate else None
+            if rate and share is None:
+                raise ConfigError("random@match needs r2v episodes in the same results file")
+            for record in _execute(phase, settings, share):
+                writer.write(record)
+                bar.update(1)
+                bar.set_postfix(last=record["episode_key"])
+    return out
+
+
+# ---------------------------------------------------------------------------- command line
+def _parse_seeds(text: str) -> list[int | None]:
+    return [None if s in ("none", "clean") else int(s) for s in text.split(",") if s]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="r2v eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config", help="a pipeline config: env, perturbation, seeds and agent come from it"
+    )
+    parser.add_argument(
+        "--agent", help="a saved agent directory (default: the config's trained agent)"
+    )
+    parser.add_argument("--env", help="env id (default: the config's)")
+    parser.add_argument("--env-kwargs", default=None, help="JSON of gym.make kwargs")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--methods", default="slm,llm,r2v", help="comma-separated method specs")
+    parser.add_argument(
+        "--sweep", default="", help="methods to sweep over --points (entropy,verifier,r2v)"
+    )
+    parser.add_argument("--points", default="0.1,0.3,0.5,0.7,0.9")
+    parser.add_argument("--tasks", type=int, default=None, help="held-out tasks 0..N-1")
+    parser.add_argument(
+        "--seeds", default=None, help="perturbation seeds, e.g. 100,101 ('none' = clean)"
+    )
+    parser.add_argument("--perturbation", default=None)
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--executor", choices=["process", "ray"], default="process")
+    parser.add_argument("--ray-address", default=None)
+    parser.add_argument("--ppo-cost", type=float, default=0.3)
+    parser.add_argument("--ppo-timesteps", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    env_id, kwargs, agent, perturbation, max_steps, n_seeds, tasks = None, {}, None, None, 20, 1, 10
+    if args.config:
+        from r2v_agent.training.config import PipelineConfig
+        from r2v_agent.training.pipeline import agent_dir
+
+        cfg = PipelineConfig.from_yaml(args.config)
+        env_id, kwargs, agent = cfg.env.id, cfg.env.kwargs, str(agent_dir(cfg))
+        perturbation, max_steps = cfg.env.perturbation, cfg.env.max_steps
+        n_seeds, tasks = cfg.env.perturbation_seeds, cfg.env.heldout_tasks
+    env_id = args.env or env_id
+    agent = args.agent or agent
+    if not env_id or not agent:
+        parser.error("give --config, or --env and --agent")
+    if args.env_kwargs:
+        kwargs = json.loads(args.env_kwargs)
+    perturbation = args.perturbation if args.perturbation is not None else perturbation
+    # Evaluation perturbation seeds 100.. never coincide with the training seeds 1..N.
+    seeds: list[int | None] = (
+        _parse_seeds(args.seeds)
+        if args.seeds
+        else ([100 + i for i in range(n_seeds)] if perturbation else [None])
+    )
+    methods = [m for m in args.methods.split(",") if m]
+    points = [float(p) for p in args.points.split(",") if p]
+    for name in [s for s in args.sweep.split(",") if s]:
+        methods += [str(MethodSpec(name, p)) for p in points]
+    settings = EvalSettings(
+        agent_dir=agent,
+        env_id=env_id,
+        env_kwargs=kwargs,
+        out=args.out,
+        methods=list(dict.fromkeys(methods)),
+        split=args.split if args.split != "none" else None,
+        tasks=list(range(args.tasks if args.tasks is not None else tasks)),
+        perturbation=perturbation or None,
+        perturbation_seeds=seeds,
+        max_steps=args.max_steps or max_steps,
+        seed=args.seed,
+        workers=args.workers,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        ppo_cost=args.ppo_cost,
+        ppo_timesteps=args.ppo_timesteps,
+    )
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        path = run_eval(settings)
+    except ConfigError as exc:
+        print(f"r2v eval: error: {exc}")
+        return 2
+    (Path(path).with_suffix(".settings.json")).write_text(json.dumps(asdict(settings), indent=2))
+    print(f"results: {path}")
+    return 0

@@ -1,0 +1,366 @@
+"""Pipeline configuration: one dataclass per stage, every field documented, YAML validated.
+
+``PipelineConfig.from_yaml(path)`` rejects an unknown field or a value of the wrong type with an
+error that names it (``bc.lerning_rate: unknown field; known: ...``). Each stage's outputs are
+keyed by :meth:`PipelineConfig.stage_hash`, a hash of that stage's settings and of every stage
+it depends on, so a changed setting reruns exactly the stages it affects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from r2v_agent.errors import ConfigError
+
+__all__ = [
+    "EnvConfig",
+    "PolicyConfig",
+    "CollectConfig",
+    "BCConfig",
+    "VerifierConfig",
+    "DPOConfig",
+    "RouterConfig",
+    "EvalConfig",
+    "PipelineConfig",
+    "STAGES",
+]
+
+
+def _doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class EnvConfig:
+    id: str = _doc("Registered env id to train and evaluate on.", "R2V/TextWorld-v0")
+    kwargs: dict[str, Any] = _doc(
+        "Extra keyword arguments for gym.make (e.g. difficulty).", factory=dict
+    )
+    train_tasks: int = _doc("Training tasks: reset seeds 0..n-1 of the 'train' split.", 20)
+    heldout_tasks: int = _doc(
+        "Held-out tasks for evaluation: seeds 0..n-1 of the 'test' split.", 10
+    )
+    max_steps: int = _doc("Episode step limit.", 20)
+    perturbation: str = _doc(
+        "Perturbation stack spec (perturbations.make_stack).",
+        "flaky_tool(p=0.2)+truncate(max_chars=400)",
+    )
+    perturbation_seeds: int = _doc("Perturbation seeds per task (paper: 5).", 5)
+
+
+@dataclass
+class PolicyConfig:
+    base: str = _doc(
+        "Base SLM: a preset ('tiny-random', 'smollm2-135m') or a model directory.", "smollm2-135m"
+    )
+    k: int = _doc("Candidates sampled per step.", 5)
+    temperature: float = _doc("Sampling temperature.", 1.0)
+    quantize: str | None = _doc("'int8' for CPU inference, or null for full precision.", None)
+    history_chars: int = _doc("Character budget of the prompt's observation history.", 1200)
+
+
+@dataclass
+class CollectConfig:
+    workers: int = _doc("Parallel processes playing tasks.", 2)
+
+
+@dataclass
+class BCConfig:
+    epochs: int = _doc("Passes over the (context -> teacher action) examples.", 2)
+    learning_rate: float = _doc("AdamW learning rate.", 5e-5)
+    batch_size: int = _doc("Examples per optimiser step.", 8)
+    lora: bool = _doc("Train LoRA adapters (peft) instead of all weights.", False)
+    lora_rank: int = _doc("LoRA rank when lora is true.", 16)
+    max_examples: int | None = _doc(
+        "Cap on training examples (random subset); null keeps all.", None
+    )
+    max_tokens: int = _doc("Token cap of prompt + action (prompt cut from the left).", 384)
+    train_layers: int | None = _doc(
+        "Train only the top N decoder blocks (+ final norm); null trains every weight.", None
+    )
+
+
+@dataclass
+class VerifierConfig:
+    encoder: str = _doc("Sentence encoder folder, or 'minilm' for the embedded MiniLM.", "minilm")
+    states: int = _doc("Visited states at which the BC policy is sampled for labels.", 200)
+    epochs: int = _doc("Training epochs of the head.", 200)
+    learning_rate: float = _doc("Adam learning rate of the head.", 3e-3)
+    heldout_fraction: float = _doc("Share of tasks held out to report AUROC/Brier/ECE.", 0.25)
+
+
+@dataclass
+class DPOConfig:
+    states: int = _doc("Visited states at which K BC samples are ranked into pairs.", 150)
+    margin: float = _doc("Minimum verifier-score gap between chosen and rejected.", 0.2)
+    beta: float = _doc("DPO inverse temperature.", 0.1)
+    mu: float = _doc("Weight of the Jensen-Shannon consistency term (clean vs perturbed).", 0.5)
+    epochs: int = _doc("Passes over the pairs.", 1)
+    learning_rate: float = _doc("Learning rate.", 5e-6)
+    batch_size: int = _doc("Pairs per optimiser step.", 4)
+    consistency_pairs: int = _doc(
+        "Clean/perturbed state pairs for the JS term (and its report).", 64
+    )
+
+
+@dataclass
+class RouterConfig:
+    label: str = _doc(
+        "Step label: 'progress' (no progress or led to failure = 1) or 'counterfactual' "
+        "(the teacher acting here turns the failed episode into a success = 1).",
+        "progress",
+    )
+    tasks: int | None = _doc(
+        "Training tasks the fixed policy plays (x every seed); null: all.", None
+    )
+    epochs: int = _doc("Full-batch training epochs.", 400)
+    learning_rate: float = _doc("Adam learning rate.", 3e-3)
+    cvar_weight: float = _doc("lambda: weight of CVaR_alpha of per-seed Brier losses.", 0.5)
+    cvar_alpha: float = _doc("alpha: share of worst perturbation seeds in the CVaR term.", 0.4)
+    calibration: str = _doc("'temperature' or 'isotonic', fitted on held-out steps.", "isotonic")
+    target: str = _doc(
+        "How tau is chosen: 'budget' (LLM-call share) or 'cvar' (failure bound).", "budget"
+    )
+    budget: float = _doc("Target LLM-call share when target is 'budget'.", 0.4)
+    cvar_bound: float = _doc(
+        "Bound on CVaR_alpha of per-seed residual failure when target is 'cvar'.", 0.2
+    )
+    heldout_fraction: float = _doc("Share of tasks held out for calibration and tau.", 0.3)
+
+
+@dataclass
+class EvalConfig:
+    episodes: int | None = _doc("Held-out episodes per policy (null: every held-out task).", None)
+    perturbed: bool = _doc("Evaluate under the perturbation stack (seed = task index).", True)
+
+
+@dataclass
+class PipelineConfig:
+    name: str = _doc("Run name (used in the report).", "r2v")
+    seed: int = _doc("Seed of every random choice in the pipeline.", 0)
+    output_dir: str = _doc(
+        "Where stage outputs go (relative to the config file's folder).", "runs/r2v"
+    )
+    report_path: str | None = _doc(
+        "Also copy the Markdown report here (relative to the config).", None
+    )
+    env: EnvConfig = _doc("The environment and perturbations.", factory=EnvConfig)
+    policy: PolicyConfig = _doc("The SLM policy.", factory=PolicyConfig)
+    collect: CollectConfig = _doc("Teacher trajectory collection.", factory=CollectConfig)
+    bc: BCConfig = _doc("Behavioural cloning.", factory=BCConfig)
+    verifier: VerifierConfig = _doc("Verifier training.", factory=VerifierConfig)
+    dpo: DPOConfig = _doc("Verifier-guided DPO with consistency.", factory=DPOConfig)
+    router: RouterConfig = _doc("Router training, calibration and tau.", factory=RouterConfig)
+    eval: EvalConfig = _doc("Held-out evaluation for the report.", factory=EvalConfig)
+    base_dir: str = field(default=".", metadata={"help": "(set by from_yaml) the config's folder"})
+
+    # ---------------------------------------------------------------------- loading
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base_dir: str | Path = ".") -> PipelineConfig:
+        config = _build(cls, data, "")
+        config.base_dir = str(Path(base_dir).resolve())
+        config.validate()
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> PipelineConfig:
+        import yaml
+
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        try:
+            return cls.from_dict(data, base_dir=path.parent)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    def validate(self) -> None:
+        def need(ok: bool, name: str, value: Any, why: str) -> None:
+            if not ok:
+                raise ConfigError(f"{name}: {why}, got {value!r}")
+
+        need(self.env.train_tasks >= 2, "env.train_tasks", self.env.train_tasks, "need at least 2")
+        need(
+            self.env.heldout_tasks >= 1,
+            "env.heldout_tasks",
+            self.env.heldout_tasks,
+            "need at least 1",
+        )
+        need(self.env.max_steps >= 1, "env.max_steps", self.env.max_steps, "must be >= 1")
+        need(
+            self.env.perturbation_seeds >= 1,
+            "env.perturbation_seeds",
+            self.env.perturbation_seeds,
+            "must be >= 1",
+        )
+        need(self.policy.k >= 2, "policy.k", self.policy.k, "need at least 2 candidates")
+        need(
+            self.policy.quantize in (None, "int8"),
+            "policy.quantize",
+            self.policy.quantize,
+            "must be null or 'int8'",
+        )
+        need(
+            self.router.label in ("progress", "counterfactual"),
+            "router.label",
+            self.router.label,
+            "must be 'progress' or 'counterfactual'",
+        )
+        need(
+            self.router.calibration in ("temperature", "isotonic"),
+            "router.calibration",
+            self.router.calibration,
+            "must be 'temperature' or 'isotonic'",
+        )
+        need(
+            self.router.target in ("budget", "cvar"),
+            "router.target",
+            self.router.target,
+            "must be 'budget' or 'cvar'",
+        )
+        need(
+            0.0 < self.router.cvar_alpha <= 1.0,
+            "router.cvar_alpha",
+            self.router.cvar_alpha,
+            "must be in (0, 1]",
+        )
+        need(
+            self.router.cvar_weight >= 0.0,
+            "router.cvar_weight",
+            self.router.cvar_weight,
+            "must be >= 0",
+        )
+        need(
+            0.0 <= self.router.budget <= 1.0,
+            "router.budget",
+            self.router.budget,
+            "must be in [0, 1]",
+        )
+        for name, frac in (
+            ("verifier.heldout_fraction", self.verifier.heldout_fraction),
+            ("router.heldout_fraction", self.router.heldout_fraction),
+        ):
+            need(0.0 < frac < 1.0, name, frac, "must be in (0, 1)")
+        need(self.dpo.mu >= 0.0, "dpo.mu", self.dpo.mu, "must be >= 0")
+        need(self.bc.epochs >= 1, "bc.epochs", self.bc.epochs, "must be >= 1")
+        import perturbations
+
+        try:
+            perturbations.parse_spec(self.env.perturbation)
+        except Exception as exc:
+            raise ConfigError(f"env.perturbation: {exc}") from None
+
+    # ---------------------------------------------------------------------- paths and hashes
+    def resolve(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    @property
+    def run_dir(self) -> Path:
+        return self.resolve(self.output_dir)
+
+    def section(self, name: str) -> dict[str, Any]:
+        return dataclasses.asdict(getattr(self, name))
+
+    def stage_hash(self, stage: str) -> str:
+        """Hash of everything that decides this stage's outputs (its section and upstream)."""
+        parts: dict[str, Any] = {
+            "seed": self.seed,
+            "env": self.section("env"),
+            "policy": self.section("policy"),
+        }
+        for name in STAGES[: STAGES.index(stage) + 1]:
+            key = _SECTION_OF[name]
+            if key:
+                parts[key] = self.section(key)
+        blob = json.dumps(parts, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("base_dir")
+        return data
+
+
+#: Stage order; each depends on the ones before it.
+STAGES: tuple[str, ...] = ("collect", "bc", "verifier", "dpo", "router", "report")
+_SECTION_OF = {
+    "collect": "collect",
+    "bc": "bc",
+    "verifier": "verifier",
+    "dpo": "dpo",
+    "router": "router",
+    "report": "eval",
+}
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if f.name != "base_dir"}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in known:
+            raise ConfigError(f"{name}: unknown field; known: {', '.join(sorted(known))}")
+        hint = hints[key]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, f"{name}.")
+        else:
+            kwargs[key] = _coerce(hint, value, name)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, name)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{name}: expected {_hint_name(hint)}, got {value!r}")
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _hint_name(hint: Any) -> str:
+    return " | ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(hint))

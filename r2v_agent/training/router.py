@@ -1,0 +1,245 @@
+"""``r2v train router``: label the fixed policy's steps, fit Brier + lambda * CVaR, calibrate, pick tau.
+
+1. The fixed SLM policy plays the training tasks alone (no teacher) under every perturbation seed;
+   each step's 15 features are recorded (:func:`rollout`).
+2. Each step is labelled with the policy's residual failure (:func:`step_labels`): ``progress``
+   -- 1 when the step made no progress or ended the episode in failure (env ground truth);
+   ``counterfactual`` -- 1 when, in a failed episode, the teacher acting at this step (and the SLM
+   after it) turns the episode into a success (costly: one rollout per step).
+3. The router MLP is trained on the training tasks with the mean Brier score plus lambda times
+   CVaR_alpha of the per-seed mean Brier scores (the worst alpha share of perturbation seeds).
+4. Held-out tasks are split in two: one half fits the calibration (temperature or isotonic) and
+   tau (an LLM-call budget, or a bound on CVaR of per-seed residual failure); the other half
+   reports Brier, ECE, reliability bins, the base-rate Brier and the escalation share at tau.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from r2v_agent import metrics
+from r2v_agent.errors import StageError
+from r2v_agent.router.calibration import fit_isotonic, fit_temperature
+from r2v_agent.router.features import FEATURE_NAMES
+from r2v_agent.router.model import MLPRouter
+from r2v_agent.training.config import RouterConfig
+from r2v_agent.training.episodes import make_env, play_episode
+from r2v_agent.training.losses import cvar_of_groups
+
+__all__ = ["rollout", "step_labels", "fit_router", "choose_threshold"]
+
+logger = logging.getLogger(__name__)
+
+
+def rollout(
+    agent: Any,
+    *,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    split: str,
+    tasks: list[int],
+    perturbation: str | None,
+    perturbation_seeds: list[int | None],
+    max_steps: int,
+    agent_name: str,
+    desc: str,
+) -> list[dict[str, Any]]:
+    """Episodes of ``agent`` on ``tasks`` x ``perturbation_seeds`` (expert hints kept for labels;
+    only a teacher would read them)."""
+    episodes = []
+    jobs = [(t, z) for z in perturbation_seeds for t in tasks]
+    envs: dict[int | None, Any] = {}
+    try:
+        for task, z in tqdm(jobs, desc=desc, unit="episode"):
+            if z not in envs:
+                envs[z] = make_env(
+                    env_id,
+                    kwargs=env_kwargs,
+                    split=split,
+                    max_steps=max_steps,
+                    perturbation=perturbation if z is not None else None,
+                    perturbation_seed=z,
+                )
+            episodes.append(
+                play_episode(
+                    envs[z],
+                    agent,
+                    env_id=env_id,
+                    env_seed=task,
+                    agent_name=agent_name,
+                    episode_key=f"{agent_name}/{split}/{task}/{z}",
+                    perturbation=perturbation if z is not None else None,
+                    perturbation_seed=z,
+                )
+            )
+    finally:
+        for env in envs.values():
+            env.close()
+    return episodes
+
+
+Counterfactual = Callable[[dict[str, Any], int], bool]
+
+
+def step_labels(
+    episodes: list[dict[str, Any]], label: str, counterfactual: Counterfactual | None = None
+) -> np.ndarray:
+    """One 0/1 label per step, in episode order (1 = the SLM fails here)."""
+    labels = []
+    for episode in episodes:
+        n = len(episode["steps"])
+        for t, step in enumerate(episode["steps"]):
+            if label == "progress":
+                ended_in_failure = t == n - 1 and not episode["success"]
+                labels.append(float(not step["progress"] or ended_in_failure))
+            else:
+                if counterfactual is None:
+                    raise StageError("router: counterfactual labels need a counterfactual runner")
+                labels.append(0.0 if episode["success"] else float(counterfactual(episode, t)))
+    return np.asarray(labels, dtype=np.float32)
+
+
+def _features(episodes: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, seeds, tasks = [], [], []
+    for episode in episodes:
+        for step in episode["steps"]:
+            if step["features"] is None:
+                raise StageError(
+                    f"router: episode {episode['episode_key']} has a step without features"
+                )
+            rows.append([step["features"][name] for name in FEATURE_NAMES])
+            seeds.append(episode["perturbation_seed"] or 0)
+            tasks.append(episode["env_seed"])
+    return np.asarray(rows, dtype=np.float32), np.asarray(seeds), np.asarray(tasks)
+
+
+def choose_threshold(
+    p: np.ndarray, y: np.ndarray, groups: np.ndarray, config: RouterConfig
+) -> float:
+    """tau on held-out steps: escalate (p > tau) about ``budget`` of them, or the largest tau whose
+    CVaR of per-seed residual failure (failing steps not escalated) stays within the bound."""
+    if config.target == "budget":
+        if config.budget <= 0:
+            return 1.0
+        return float(np.clip(np.quantile(p, 1.0 - config.budget), 0.0, 1.0))
+    best = 0.0
+    for tau in sorted(set(np.round(p, 6).tolist()) | {0.0, 1.0}):
+        residual = y * (p <= tau)
+        per_seed = [residual[groups == g].mean() for g in np.unique(groups)]
+        if metrics.cvar(per_seed, config.cvar_alpha) <= config.cvar_bound:
+            best = max(best, float(tau))
+    return best
+
+
+def fit_router(
+    episodes: list[dict[str, Any]], labels: np.ndarray, config: RouterConfig, *, seed: int
+) -> tuple[MLPRouter, dict[str, Any], dict[str, np.ndarray]]:
+    """Train, calibrate and pick tau; return the router, its report and the held-out arrays."""
+    import torch
+
+    x, seeds, tasks = _features(episodes)
+    if len(x) != len(labels):
+        raise StageError(f"router: {len(x)} steps but {len(labels)} labels")
+    unique_tasks = sorted(set(tasks.tolist()))
+    if len(unique_tasks) < 3:
+        raise StageError(
+            f"router: need at least 3 tasks to train and hold out, got {len(unique_tasks)}"
+        )
+    rng = random.Random(seed)
+    rng.shuffle(unique_tasks)
+    n_held = min(len(unique_tasks) - 1, max(2, round(config.heldout_fraction * len(unique_tasks))))
+    calib_tasks = set(unique_tasks[: n_held // 2])
+    test_tasks = set(unique_tasks[n_held // 2 : n_held])
+    is_calib = np.isin(tasks, list(calib_tasks))
+    is_test = np.isin(tasks, list(test_tasks))
+    is_train = ~(is_calib | is_test)
+
+    torch.manual_seed(seed)
+    router = MLPRouter(seed=seed)
+    xt = torch.tensor(x[is_train])
+    yt = torch.tensor(labels[is_train])
+    gt = torch.tensor(seeds[is_train])
+    router.mean = xt.mean(0)
+    router.std = xt.std(0).clamp_min(1e-3)
+    router.net.train()
+    optimiser = torch.optim.Adam(
+        router.net.parameters(), lr=config.learning_rate, weight_decay=1e-4
+    )
+    active = False
+    history = []
+    for epoch in tqdm(range(config.epochs), desc="router: train", unit="epoch"):
+        p = torch.sigmoid(router.logits(xt))
+        per_step = (p - yt) ** 2
+        loss = per_step.mean()
+        tail, active = cvar_of_groups(per_step, gt, config.cvar_alpha)
+        if config.cvar_weight > 0:
+            loss = loss + config.cvar_weight * tail
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if epoch % max(1, config.epochs // 10) == 0 or epoch == config.epochs - 1:
+            history.append({"epoch": epoch, "brier": float(per_step.mean()), "cvar": float(tail)})
+    router.net.eval()
+
+    def raw(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            z = router.logits(torch.tensor(x[mask])).numpy()
+        return z, 1.0 / (1.0 + np.exp(-z))
+
+    z_cal, p_cal = raw(is_calib)
+    z_test, p_test_raw = raw(is_test)
+    if config.calibration == "temperature":
+        router.temperature = torch.tensor(fit_temperature(z_cal, labels[is_calib]))
+    else:
+        kx, ky = fit_isotonic(p_cal, labels[is_calib])
+        router.iso_x, router.iso_y = (
+            torch.tensor(kx, dtype=torch.float32),
+            torch.tensor(ky, dtype=torch.float32),
+        )
+    p_cal_cal = router.p_fail(x[is_calib])
+    p_test = router.p_fail(x[is_test])
+    tau = choose_threshold(p_cal_cal, labels[is_calib], seeds[is_calib], config)
+    y_test = labels[is_test]
+    base_rate = float(labels[is_train].mean())
+    escalate = p_test > tau
+    residual = y_test * (~escalate)
+    per_seed = [float(residual[seeds[is_test] == g].mean()) for g in np.unique(seeds[is_test])]
+    report: dict[str, Any] = {
+        "steps": int(len(x)),
+        "train_steps": int(is_train.sum()),
+        "calibration_steps": int(is_calib.sum()),
+        "test_steps": int(is_test.sum()),
+        "label": config.label,
+        "failure_rate_train": base_rate,
+        "failure_rate_test": float(y_test.mean()),
+        "cvar_weight": config.cvar_weight,
+        "cvar_alpha": config.cvar_alpha,
+        "cvar_active": bool(active and config.cvar_weight > 0),
+        "perturbation_seeds": int(len(np.unique(seeds))),
+        "training_curve": history,
+        "calibration": config.calibration,
+        "temperature": float(router.temperature),
+        "test_brier_uncalibrated": metrics.brier(p_test_raw, y_test),
+        "test_brier": metrics.brier(p_test, y_test),
+        "test_brier_base_rate": metrics.brier(np.full_like(y_test, base_rate), y_test),
+        "test_ece_uncalibrated": metrics.ece(p_test_raw, y_test),
+        "test_ece": metrics.ece(p_test, y_test),
+        "test_auroc": metrics.auroc(p_test, y_test),
+        "reliability_bins": [b.__dict__ for b in metrics.reliability_bins(p_test, y_test)],
+        "target": config.target,
+        "budget": config.budget,
+        "threshold": tau,
+        "test_escalation_share": float(escalate.mean()),
+        "test_residual_failure": float(residual.mean()),
+        "test_residual_failure_cvar": metrics.cvar(per_seed, config.cvar_alpha)
+        if per_seed
+        else math.nan,
+    }
+    return router, report, {"p": p_test, "y": y_test}

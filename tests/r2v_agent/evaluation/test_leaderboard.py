@@ -1,0 +1,97 @@
+"""The leaderboard against a golden file, and its plots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from r2v_agent.evaluation.leaderboard import (
+    build_rows,
+    render_csv,
+    render_markdown,
+    write_leaderboard,
+)
+from r2v_agent.training.trajectories import SCHEMA_VERSION, TrajectoryWriter
+
+GOLDEN = Path(__file__).resolve().parents[2] / "data" / "leaderboard_golden.md"
+
+
+def _episode(
+    method: str,
+    point: float | None,
+    seed: int,
+    task: int,
+    rng: np.random.Generator,
+    success_p: float,
+    share: float,
+) -> dict[str, Any]:
+    n = 4
+    steps = []
+    for _ in range(n):
+        teacher = rng.random() < share
+        progress = bool(teacher or rng.random() < 0.6)
+        steps.append(
+            {
+                "observation": "o", "action": "a", "actor": "teacher" if teacher else "slm",
+                "candidates": [{"action": "a"}], "verifier_scores": [0.5], "features": {},
+                "p_fail": round(float(np.clip((0.2 if progress else 0.8) + rng.normal(0, 0.1), 0, 1)), 3),
+                "reward": 0.0, "tool_error": False, "progress": progress, "state_index": None,
+                "admissible_actions": None, "expert_action": None,
+            }
+        )  # fmt: skip
+    calls = sum(s["actor"] == "teacher" for s in steps)
+    return {
+        "schema_version": SCHEMA_VERSION, "episode_key": f"{method}/{seed}/{task}",
+        "env_id": "R2V/TextWorld-v0", "task_id": f"t{task}", "env_seed": task,
+        "perturbation": "flaky_tool(p=0.2)", "perturbation_seed": seed, "agent": method,
+        "steps": steps, "success": bool(rng.random() < success_p), "return": 0.0,
+        "escalations": calls, "cost": {"calls": calls, "usd": 0.001 * calls},
+        "extra": {"method": method.split("@")[0], "point": point, "env_kwargs": {"difficulty": 3}},
+    }  # fmt: skip
+
+
+def synthetic_records() -> list[dict[str, Any]]:
+    rng = np.random.default_rng(7)
+    methods = [("slm", None, 0.3, 0.0), ("llm", None, 0.95, 1.0), ("r2v", None, 0.85, 0.4)]
+    methods += [(f"entropy@{t}", t, 0.3 + 0.6 * (1 - t), 1 - t) for t in (0.2, 0.5, 0.8)]
+    return [
+        _episode(m, p, seed, task, rng, s, share)
+        for m, p, s, share in methods
+        for seed in (100, 101, 102)
+        for task in range(10)
+    ]
+
+
+def test_leaderboard_matches_golden_file() -> None:
+    text = render_markdown(build_rows(synthetic_records()))
+    if os.environ.get("R2V_UPDATE_GOLDEN"):
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "rerun with R2V_UPDATE_GOLDEN=1 after an intended change"
+
+
+def test_rows_by_hand() -> None:
+    rows = {r.method: r for r in build_rows(synthetic_records())}
+    llm = rows["llm"]
+    assert llm.llm_share == 1.0 and llm.episodes == 30
+    assert rows["slm"].llm_share == 0.0 and rows["slm"].brier is None
+    assert rows["r2v"].brier is not None and 0 <= rows["r2v"].ece <= 1
+    assert rows["entropy@0.5"].auc is not None and rows["r2v"].auc is None
+    assert llm.ci_low <= llm.success <= llm.ci_high
+    csv_text = render_csv(list(rows.values()))
+    assert csv_text.splitlines()[0].startswith("env,method,episodes,success")
+
+
+def test_write_leaderboard_makes_table_csv_and_plots(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "e.jsonl"
+    with TrajectoryWriter(path) as writer:
+        for record in synthetic_records():
+            writer.write(record)
+    write_leaderboard([path], tmp_path / "out")
+    for name in ("leaderboard.md", "leaderboard.csv", "frontier.png", "reliability.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 200, name
+    assert (tmp_path / "out" / "frontier.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,131 @@
+"""The smoke pipeline end to end on CPU, killed mid-stage and resumed; the result loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("trl")
+pytest.importorskip("textworld")
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _config(tmp_path: Path) -> Path:
+    data = yaml.safe_load((ROOT / "benchmarks" / "configs" / "smoke.yaml").read_text())
+    data["output_dir"] = str(tmp_path / "run")
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _r2v(*args: str) -> list[str]:
+    return [sys.executable, "-m", "r2v_agent.cli", *args]
+
+
+def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    run = tmp_path / "run"
+    # Kill the first run with SIGKILL while the bc stage is writing.
+    proc = subprocess.Popen(
+        _r2v("pipeline", "--config", str(config)),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list(run.glob(".bc.tmp-*")):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the pipeline ended before the bc stage started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (run / "collect" / "stage.json").is_file()
+    assert not (run / "bc").exists()  # a killed stage leaves no final folder
+    collect_marker = (run / "collect" / "stage.json").stat().st_mtime_ns
+
+    done = subprocess.run(
+        _r2v("pipeline", "--config", str(config)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "== collect (skip: up to date)" in done.stdout
+    assert (run / "collect" / "stage.json").stat().st_mtime_ns == collect_marker
+    assert not list(run.glob(".*.tmp-*"))
+    for stage in ("collect", "bc", "verifier", "dpo", "router", "report"):
+        assert (run / stage / "stage.json").is_file(), stage
+
+    bc = json.loads((run / "bc" / "stage.json").read_text())["stats"]
+    assert bc["loss_last_epoch"] < bc["loss_first_epoch"]  # BC learned something
+    dpo = json.loads((run / "dpo" / "stage.json").read_text())["stats"]
+    assert dpo["pairs"] > 0 and dpo["js_before"] >= 0
+    router = json.loads((run / "router" / "stage.json").read_text())["stats"]
+    assert 0.0 <= router["threshold"] <= 1.0 and router["test_steps"] > 0
+    report = (run / "report" / "report.md").read_text()
+    assert "| bc+dpo |" in report and "JS clean vs perturbed" in report
+
+    # A third run changes nothing.
+    again = subprocess.run(
+        _r2v("pipeline", "--config", str(config)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0 and again.stdout.count("skip: up to date") == 6
+
+    # The trained agent loads and plays.
+    import gymnasium as gym
+
+    import r2v_envs  # noqa: F401
+    from r2v_agent import RoutedAgent
+    from r2v_agent.verifier.learned import LearnedVerifier
+
+    agent = RoutedAgent.from_pretrained(run / "router" / "agent")
+    assert isinstance(agent.verifier, LearnedVerifier) and agent.verifier.trained
+    assert agent.threshold == pytest.approx(router["threshold"])
+    env = gym.make("R2V/TextWorld-v0", difficulty=1, expert_hints=True, max_episode_steps=3)
+    obs, info = env.reset(seed=5)
+    agent.reset(seed=5)
+    action = agent.act(obs, info)
+    assert isinstance(action, str) and agent.last_decision is not None
+    assert len(agent.last_decision.candidates) == 4
+
+
+def test_single_stage_needs_its_inputs(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    done = subprocess.run(
+        _r2v("train", "dpo", "--config", str(config)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "needs stage 'collect'" in done.stderr
+
+
+def test_bad_config_is_a_clear_cli_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("bc: {epochs: -1}\n")
+    done = subprocess.run(
+        _r2v("pipeline", "--config", str(path)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "bc.epochs" in done.stderr and "Traceback" not in done.stderr
