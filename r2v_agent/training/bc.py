@@ -120,7 +120,7 @@ def train_bc(
             LoraConfig(
                 r=config.lora_rank,
                 lora_alpha=2 * config.lora_rank,
-                target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                target_modules="all-linear",  # attention and MLP projections
                 lora_dropout=0.0,
                 task_type="CAUSAL_LM",
             ),

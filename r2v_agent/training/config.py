@@ -266,7 +266,7 @@ class PipelineConfig:
     # ---------------------------------------------------------------------- paths and hashes
     def resolve(self, path: str) -> Path:
         p = Path(path)
-        return p if p.is_absolute() else Path(self.base_dir) / p
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
 
     @property
     def run_dir(self) -> Path:

@@ -71,8 +71,8 @@ def make_env(
     import r2v_envs  # noqa: F401  (registers the ids)
 
     extra = dict(kwargs or {})
-    if split is not None and "TextWorld" in env_id:
-        extra.setdefault("split", split)
+    if split is not None and ("TextWorld" in env_id or "HumanEval" in env_id):
+        extra.setdefault("split", split)  # these envs keep train and test tasks apart
     env = gym.make(env_id, max_episode_steps=max_steps, expert_hints=expert_hints, **extra)
     if perturbation:
         env = perturbations.make_stack(env, perturbation, seed=perturbation_seed or 0)

@@ -86,6 +86,22 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     )
     assert again.returncode == 0 and again.stdout.count("skip: up to date") == 6
 
+    # Counterfactual labels: only the router stage (and the report) rerun.
+    data = yaml.safe_load(config.read_text())
+    data["router"]["label"] = "counterfactual"
+    config.write_text(yaml.safe_dump(data))
+    cf = subprocess.run(
+        _r2v("train", "router", "--config", str(config)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert cf.returncode == 0, cf.stderr[-3000:]
+    stats = json.loads((run / "router" / "stage.json").read_text())["stats"]
+    assert stats["label"] == "counterfactual"
+    assert (run / "dpo" / "stage.json").stat().st_mtime_ns < (run / "router" / "stage.json").stat().st_mtime_ns
+
     # The trained agent loads and plays.
     import gymnasium as gym
 
@@ -95,7 +111,7 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
 
     agent = RoutedAgent.from_pretrained(run / "router" / "agent")
     assert isinstance(agent.verifier, LearnedVerifier) and agent.verifier.trained
-    assert agent.threshold == pytest.approx(router["threshold"])
+    assert agent.threshold == pytest.approx(stats["threshold"])  # the latest router stage
     env = gym.make("R2V/TextWorld-v0", difficulty=1, expert_hints=True, max_episode_steps=3)
     obs, info = env.reset(seed=5)
     agent.reset(seed=5)
