@@ -16,7 +16,11 @@ from r2v_agent.training.datasets import prompt_format, step_views  # noqa: E402
 
 def _episodes() -> list[dict]:
     steps = [
-        {"observation": f"Room {i}. There is a key.", "action": "take key" if i % 2 else "go north", "state_index": i}
+        {
+            "observation": f"Room {i}. There is a key.",
+            "action": "take key" if i % 2 else "go north",
+            "state_index": i,
+        }
         for i in range(6)
     ]
     return [{"episode_key": "e", "env_seed": 0, "perturbation": None, "steps": steps}]
@@ -27,7 +31,14 @@ def test_examples_mask_the_prompt_and_end_with_eos() -> None:
     views = list(step_views(_episodes(), prompt_format("R2V/TextWorld-v0", 400)))
     assert len(views) == 6
     # The history grows: step 2 sees the earlier actions as assistant turns.
-    assert [m["role"] for m in views[2].messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert [m["role"] for m in views[2].messages] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
     examples = build_examples(views, tokenizer, max_tokens=64)
     ids, labels = examples[1]
     target = action_ids(tokenizer, "take key")

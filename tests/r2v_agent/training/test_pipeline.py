@@ -100,7 +100,9 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     assert cf.returncode == 0, cf.stderr[-3000:]
     stats = json.loads((run / "router" / "stage.json").read_text())["stats"]
     assert stats["label"] == "counterfactual"
-    assert (run / "dpo" / "stage.json").stat().st_mtime_ns < (run / "router" / "stage.json").stat().st_mtime_ns
+    assert (run / "dpo" / "stage.json").stat().st_mtime_ns < (
+        run / "router" / "stage.json"
+    ).stat().st_mtime_ns
 
     # The trained agent loads and plays.
     import gymnasium as gym
