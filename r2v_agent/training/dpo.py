@@ -148,7 +148,7 @@ def consistency_dpo_trainer() -> type:
                 batch.append(self.consistency[self._cursor % len(self.consistency)])
                 self._cursor += 1
             js = sum(pair_js(model, self.processing_class, p) for p in batch) / len(batch)
-            self._metrics["train"]["consistency/js"].append(float(js))
+            self._metrics["train"]["consistency/js"].append(float(js.detach()))
             if return_outputs:
                 loss, outputs = result
                 return loss + self.mu * js, outputs

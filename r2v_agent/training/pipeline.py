@@ -329,33 +329,36 @@ def _dpo(config: PipelineConfig, out: Path) -> dict[str, Any]:
 
 
 def _counterfactual(config: PipelineConfig, agent: Any) -> Callable[[dict[str, Any], int], bool]:
+    """Replay an episode to step t, let the teacher act there, then the SLM to the end."""
     from r2v_agent.training.episodes import make_env
 
+    envs: dict[Any, Any] = {}  # one env per perturbation seed: starting a game is the slow part
+
     def run(episode: dict[str, Any], t: int) -> bool:
-        env = make_env(
-            config.env.id,
-            kwargs=config.env.kwargs,
-            split="train",
-            max_steps=config.env.max_steps,
-            perturbation=episode["perturbation"],
-            perturbation_seed=episode["perturbation_seed"],
-        )
-        try:
-            observation, info = env.reset(seed=episode["env_seed"])
-            agent.reset(seed=config.seed)
-            for step in episode["steps"][:t]:
-                agent.record(observation, step["action"])
-                observation, _, terminated, truncated, info = env.step(step["action"])
-                if terminated or truncated:
-                    return False
-            teacher_action = info.get("expert_action") or episode["steps"][t]["action"]
-            agent.record(observation, teacher_action)
-            observation, _, terminated, truncated, info = env.step(teacher_action)
-            while not (terminated or truncated):
-                observation, _, terminated, truncated, info = env.step(agent.act(observation, info))
-            return bool(info.get("success"))
-        finally:
-            env.close()
+        z = episode["perturbation_seed"]
+        if z not in envs:
+            envs[z] = make_env(
+                config.env.id,
+                kwargs=config.env.kwargs,
+                split="train",
+                max_steps=config.env.max_steps,
+                perturbation=episode["perturbation"],
+                perturbation_seed=z,
+            )
+        env = envs[z]
+        observation, info = env.reset(seed=episode["env_seed"])
+        agent.reset(seed=config.seed)
+        for step in episode["steps"][:t]:
+            agent.record(observation, step["action"])
+            observation, _, terminated, truncated, info = env.step(step["action"])
+            if terminated or truncated:
+                return False
+        teacher_action = info.get("expert_action") or episode["steps"][t]["action"]
+        agent.record(observation, teacher_action)
+        observation, _, terminated, truncated, info = env.step(teacher_action)
+        while not (terminated or truncated):
+            observation, _, terminated, truncated, info = env.step(agent.act(observation, info))
+        return bool(info.get("success"))
 
     return run
 

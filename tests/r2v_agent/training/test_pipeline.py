@@ -31,6 +31,7 @@ def _r2v(*args: str) -> list[str]:
     return [sys.executable, "-m", "r2v_agent.cli", *args]
 
 
+@pytest.mark.timeout(1500)  # three pipeline runs and a counterfactual router stage
 def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     config = _config(tmp_path)
     run = tmp_path / "run"
