@@ -27,7 +27,7 @@ from r2v_agent.training.episodes import (
     code_version,
     make_env,
     play_episode,
-    step_progress,
+    step_env,
     teacher_step,
 )
 from r2v_agent.training.trajectories import SCHEMA_VERSION, TrajectoryWriter
@@ -98,17 +98,10 @@ def _replay(
         for _attempt in range(max_retries + 1):
             history.append(Turn(observation, action))
             cost += teacher.act(history, {"expert_action": action}, fallback_action=action).cost
-            before = info
             step = teacher_step(observation, action, info, index)
-            observation, reward, terminated, truncated, info = env.step(action)
-            total += float(reward)
-            step.update(
-                reward=float(reward),
-                tool_error=bool(info.get("tool_error", False)),
-                progress=step_progress(before, info, float(reward), bool(terminated)),
-            )
+            observation, reward, done, info = step_env(env, step, info)
+            total += reward
             steps.append(step)
-            done = bool(terminated or truncated)
             if done or not info.get("tool_error"):
                 break
         if done:

@@ -26,6 +26,7 @@ __all__ = [
     "play_episode",
     "step_progress",
     "teacher_step",
+    "step_env",
     "code_version",
 ]
 
@@ -118,6 +119,20 @@ def teacher_step(
     }
 
 
+def step_env(
+    env: gym.Env[str, str], step: dict[str, Any], before: dict[str, Any]
+) -> tuple[str, float, bool, dict[str, Any]]:
+    """Play ``step["action"]``, fill the step's reward, tool_error and progress from the env's
+    answer; return (observation, reward, done, info)."""
+    observation, reward, terminated, truncated, info = env.step(step["action"])
+    step.update(
+        reward=float(reward),
+        tool_error=bool(info.get("tool_error", False)),
+        progress=step_progress(before, info, float(reward), bool(terminated)),
+    )
+    return observation, float(reward), bool(terminated or truncated), info
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """The package version plus the git commit when run from a checkout."""
@@ -183,16 +198,9 @@ def play_episode(
         elif isinstance(actor, TeacherActor):
             cost += actor.last_cost
             escalations += 1
-        before = info
-        observation, reward, terminated, truncated, info = env.step(action)
-        total_return += float(reward)
-        step.update(
-            reward=float(reward),
-            tool_error=bool(info.get("tool_error", False)),
-            progress=step_progress(before, info, float(reward), bool(terminated)),
-        )
+        observation, reward, done, info = step_env(env, step, info)
+        total_return += reward
         steps.append(step)
-        done = bool(terminated or truncated)
     return {
         "schema_version": SCHEMA_VERSION,
         "episode_key": episode_key,
