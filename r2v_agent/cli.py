@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     pipe = sub.add_parser("pipeline", help="run every stage (resumes where it stopped)")
     pipe.add_argument("--config", required=True)
     pipe.add_argument("--force", action="store_true", help="rerun stages that are up to date")
+    pipe.add_argument(
+        "--from",
+        dest="rerun_from",
+        choices=["collect", "bc", "verifier", "dpo", "router", "report"],
+        help="rerun this stage and every stage after it (e.g. after a code change)",
+    )
     for name in ("collect", "report"):
         p = sub.add_parser(name, help=f"run the {name} stage")
         p.add_argument("--config", required=True)
@@ -73,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
         config = PipelineConfig.from_yaml(args.config)
         if args.command == "pipeline":
-            run_pipeline(config, force=args.force)
+            run_pipeline(config, force=args.force, rerun_from=args.rerun_from)
             print(f"agent: {agent_dir(config)}")
             print(f"report: {config.run_dir / 'report' / 'report.md'}")
             print((config.run_dir / "report" / "report.md").read_text())

@@ -36,9 +36,10 @@ class TransformersPolicy:
         temperature: sampling temperature (log-probs and entropies are reported at T = 1).
         max_new_tokens: cap on each candidate's length.
         seed: seed of the sampling generator (same seed, same candidates).
-        quantize: ``"int8"`` runs inference on a dynamically int8-quantised copy of the
-            linear layers (CPU decoding is memory-bound: about 3x faster per token for
-            SmolLM2-135M); ``None`` uses the model as is.
+        quantize: ``"int8"`` runs inference on a copy whose output head (the vocabulary
+            projection, the largest matrix of a small model) is dynamically int8-quantised per
+            output channel; ``None`` uses the model as is. The blocks stay in full precision:
+            int8 there wrecks a 135M model (see :func:`_int8`).
         keep_base: with ``quantize``, keep the full-precision weights as ``base_model`` (for
             saving or training); ``False`` quantises in place and frees them (less memory).
     """
@@ -171,14 +172,26 @@ class TransformersPolicy:
 
 
 def _int8(model: Any, *, inplace: bool) -> Any:
+    """Quantise the output head to int8 (dynamic, per output channel).
+
+    Measured on SmolLM2-135M after BC on TextWorld (6 prompts, next-token distribution against
+    fp32): quantising every linear layer gave KL 1.5-7.9 nats and turned "go north" into noise
+    (per-channel: KL up to 8.9); the MLP projections are the culprits (activation outliers),
+    the attention projections cost little, and the head alone KL <= 0.004 with the same greedy
+    action on all 6 -- the head alone is also what speeds decoding up (0.84 s vs 0.99 s for 5
+    candidates x 16 tokens), so only the head is quantised.
+    """
     import copy
     import warnings
 
     import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+    target = model if inplace else copy.deepcopy(model)
+    head = target.get_output_embeddings()
+    names = [name for name, module in target.named_modules() if module is head]
+    if not names or not isinstance(head, torch.nn.Linear):
+        return target  # nothing to quantise (an unusual head): keep full precision
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's migration notice
-        target = model if inplace else copy.deepcopy(model)
-        return torch.ao.quantization.quantize_dynamic(
-            target, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
-        )
+        return quantize_dynamic(target, {names[0]: per_channel_dynamic_qconfig}, inplace=True)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from r2v_agent.errors import StageError
+from r2v_agent.errors import ConfigError, StageError
 from r2v_agent.training.config import STAGES, PipelineConfig
 from r2v_agent.training.trajectories import TrajectoryWriter, read_episodes
 
@@ -90,13 +90,20 @@ def run_stage(config: PipelineConfig, stage: str, *, force: bool = False) -> dic
     return stats
 
 
-def run_pipeline(config: PipelineConfig, *, force: bool = False) -> dict[str, dict[str, Any]]:
+def run_pipeline(
+    config: PipelineConfig, *, force: bool = False, rerun_from: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Run every stage, skipping the up-to-date ones; ``force`` reruns all of them and
+    ``rerun_from`` reruns that stage and every one after it (after a code change, say)."""
+    if rerun_from is not None and rerun_from not in STAGES:
+        raise ConfigError(f"rerun_from: unknown stage {rerun_from!r}; stages are {STAGES}")
+    first_forced = STAGES.index(rerun_from) if rerun_from else (0 if force else len(STAGES))
     results = {}
-    for stage in STAGES:
-        print(
-            f"== {stage} ({'skip: up to date' if stage_done(config, stage) and not force else 'run'})"
-        )
-        results[stage] = run_stage(config, stage, force=force)
+    for i, stage in enumerate(STAGES):
+        forced = i >= first_forced
+        skip = stage_done(config, stage) and not forced
+        print(f"== {stage} ({'skip: up to date' if skip else 'run'})")
+        results[stage] = run_stage(config, stage, force=forced)
     return results
 
 
