@@ -49,7 +49,10 @@ class MethodSpec:
     def __str__(self) -> str:
         if self.match:
             return f"{self.name}@match"
-        return self.name if self.point is None else f"{self.name}@{self.point:g}"
+        if self.point is None:
+            return self.name
+        # Fixed-point, trailing zeros cut: "0.3", "0.000012" (never "1.2e-05", which no spec reads).
+        return f"{self.name}@{self.point:.6f}".rstrip("0").rstrip(".")
 
 
 def parse_method(text: str) -> MethodSpec:

@@ -32,7 +32,7 @@ from r2v_agent.errors import ConfigError
 from r2v_agent.evaluation.methods import MethodSpec, build_actor, parse_method
 from r2v_agent.training.trajectories import TrajectoryWriter, episode_keys, read_episodes
 
-__all__ = ["EvalSettings", "Job", "plan_jobs", "run_eval", "main"]
+__all__ = ["EvalSettings", "Job", "plan_jobs", "run_eval", "thresholds_for_shares", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +266,43 @@ def run_eval(settings: EvalSettings) -> Path:
     return out
 
 
+def thresholds_for_shares(
+    name: str, shares: list[float], rollouts: str | Path, agent_dir: str | Path
+) -> list[float]:
+    """Thresholds at which router ``name`` escalates each share of the logged SLM steps.
+
+    ``rollouts`` is the router stage's log of the SLM playing training games alone, so the
+    thresholds are picked without looking at the test games. (The share on test episodes can
+    differ: routing changes the states that follow.)
+    """
+    import numpy as np
+
+    from r2v_agent.router.baselines import EntropyRouter, VerifierRouter
+    from r2v_agent.router.features import FEATURE_NAMES
+
+    if name not in ("entropy", "verifier", "r2v"):
+        raise ConfigError(f"--shares works for entropy, verifier and r2v, not {name!r}")
+    rows = [
+        [step["features"][f] for f in FEATURE_NAMES]
+        for record in read_episodes(rollouts)
+        for step in record["steps"]
+        if step.get("features")
+    ]
+    if not rows:
+        raise ConfigError(f"--shares: no logged steps with features in {rollouts}")
+    features = np.asarray(rows, dtype=np.float32)
+    if name == "entropy":
+        scores = EntropyRouter().p_fail(features)
+    elif name == "verifier":
+        scores = VerifierRouter().p_fail(features)
+    else:
+        from r2v_agent.router.model import MLPRouter
+
+        scores = MLPRouter.load(Path(agent_dir) / "router.safetensors").p_fail(features)
+    # Escalation happens when p_fail > tau, so tau at the (1 - share) quantile escalates `share`.
+    return sorted({round(float(np.quantile(scores, 1.0 - s)), 6) for s in shares})
+
+
 # ---------------------------------------------------------------------------- command line
 def _parse_seeds(text: str) -> list[int | None]:
     return [None if s in ("none", "clean") else int(s) for s in text.split(",") if s]
@@ -289,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         "--sweep", default="", help="methods to sweep over --points (entropy,verifier,r2v)"
     )
     parser.add_argument("--points", default="0.1,0.3,0.5,0.7,0.9")
+    parser.add_argument(
+        "--shares",
+        default=None,
+        help="instead of --points: thresholds at which each swept router escalates these "
+        "shares of the router stage's logged SLM steps (training games), e.g. 0.2,0.4,0.6",
+    )
     parser.add_argument("--tasks", type=int, default=None, help="held-out tasks 0..N-1")
     parser.add_argument(
         "--seeds", default=None, help="perturbation seeds, e.g. 100,101 ('none' = clean)"
@@ -329,6 +372,15 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m for m in args.methods.split(",") if m]
     points = [float(p) for p in args.points.split(",") if p]
     for name in [s for s in args.sweep.split(",") if s]:
+        if args.shares:
+            shares = [float(x) for x in args.shares.split(",") if x]
+            rollouts = Path(agent).parent / "rollouts.jsonl"
+            try:
+                points = thresholds_for_shares(name, shares, rollouts, agent)
+            except (ConfigError, FileNotFoundError) as exc:
+                print(f"r2v eval: error: {exc}")
+                return 2
+            print(f"{name}: thresholds {points} for shares {shares} of {rollouts}")
         methods += [str(MethodSpec(name, p)) for p in points]
     settings = EvalSettings(
         agent_dir=agent,

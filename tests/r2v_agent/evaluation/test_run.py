@@ -171,3 +171,54 @@ def test_settings_are_saved_for_reproduction(tiny_agent_dir: Path, tmp_path: Pat
     )
     saved = json.loads(out.with_suffix(".settings.json").read_text())
     assert saved["methods"] == ["llm"] and saved["tasks"] == [0]
+
+
+@pytest.mark.parametrize("router", ["entropy", "verifier", "r2v"])
+def test_thresholds_for_shares_escalate_those_shares(
+    router: str, tiny_agent_dir: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from r2v_agent.evaluation.run import thresholds_for_shares
+    from r2v_agent.router.baselines import EntropyRouter, VerifierRouter
+    from r2v_agent.router.features import FEATURE_NAMES
+    from r2v_agent.router.model import MLPRouter
+
+    log = tmp_path / "rollouts.jsonl"
+    settings = EvalSettings(
+        agent_dir=str(tiny_agent_dir),
+        env_id="R2V/TextWorld-v0",
+        env_kwargs={"difficulty": 1},
+        out=str(log),
+        methods=["slm"],
+        tasks=[0, 1],
+        max_steps=12,
+    )
+    run_eval(settings)
+    shares = [0.25, 0.5, 0.75]
+    taus = thresholds_for_shares(router, shares, log, tiny_agent_dir)
+    scorer = {
+        "entropy": EntropyRouter(),
+        "verifier": VerifierRouter(),
+        "r2v": MLPRouter.load(tiny_agent_dir / "router.safetensors"),
+    }[router]
+    x = np.asarray(
+        [[s["features"][f] for f in FEATURE_NAMES] for r in read_episodes(log) for s in r["steps"]],
+        dtype=np.float32,
+    )
+    scores = scorer.p_fail(x)
+    assert len(x) >= 12 and taus == sorted(taus)
+    if len(taus) == len(shares):  # distinct scores: each tau escalates about its share
+        for tau, share in zip(taus, reversed(shares), strict=True):
+            assert abs(float((scores > tau).mean()) - share) <= 2 / len(x) + 1e-6
+
+
+def test_thresholds_for_shares_name_bad_input(tiny_agent_dir: Path, tmp_path: Path) -> None:
+    from r2v_agent.evaluation.run import thresholds_for_shares
+
+    with pytest.raises(ConfigError, match="not 'random'"):
+        thresholds_for_shares("random", [0.5], tmp_path / "x.jsonl", tiny_agent_dir)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="no logged steps"):
+        thresholds_for_shares("entropy", [0.5], empty, tiny_agent_dir)
