@@ -67,12 +67,12 @@ def make_env(
     perturbation_seed: int | None = None,
     expert_hints: bool = True,
 ) -> gym.Env[str, str]:
-    """``gym.make`` with the split (TextWorld), step limit, expert hints and a perturbation stack."""
+    """``gym.make`` with the train/test split, step limit, expert hints and a perturbation stack."""
     import perturbations
     import r2v_envs  # noqa: F401  (registers the ids)
 
     extra = dict(kwargs or {})
-    if split is not None and ("TextWorld" in env_id or "HumanEval" in env_id):
+    if split is not None and any(n in env_id for n in ("TextWorld", "HumanEval", "TerminalBench")):
         extra.setdefault("split", split)  # these envs keep train and test tasks apart
     env = gym.make(env_id, max_episode_steps=max_steps, expert_hints=expert_hints, **extra)
     if perturbation:
