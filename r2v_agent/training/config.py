@@ -124,6 +124,10 @@ class RouterConfig:
     )
     epochs: int = _doc("Full-batch training epochs.", 400)
     learning_rate: float = _doc("Adam learning rate.", 3e-3)
+    hidden: int = _doc(
+        "Width of the MLP's two hidden layers (a few hundred logged steps overfit a wide one).", 16
+    )
+    weight_decay: float = _doc("Adam weight decay (L2) of the MLP.", 1e-2)
     cvar_weight: float = _doc("lambda: weight of CVaR_alpha of per-seed Brier losses.", 0.5)
     cvar_alpha: float = _doc("alpha: share of worst perturbation seeds in the CVaR term.", 0.4)
     calibration: str = _doc("'temperature' or 'isotonic', fitted on held-out steps.", "isotonic")
