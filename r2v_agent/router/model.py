@@ -1,7 +1,8 @@
 """The learned router: a small MLP from the 15 features to P(the SLM fails at this step).
 
-Features are standardised with stored statistics, then 15 -> 96 -> 96 -> 1 with GELU
-(about 11k parameters); a temperature divides the logit and optional isotonic knots map the
+Features are standardised with stored statistics, then 15 -> H -> H -> 1 with GELU (H = 96,
+about 11k parameters, for an untrained router; the pipeline trains H = 16, 545 parameters, since
+a few hundred logged steps overfit the wider one); a temperature divides the logit and optional isotonic knots map the
 result (calibration, :mod:`r2v_agent.router.calibration`). Untrained, the
 statistics are identity and the weights random: scores lie in (0, 1), so tau = 0 always
 escalates and tau = 1 never does.
