@@ -6,7 +6,8 @@ step t the observation is the logged feature vector f_t (with the escalation-sha
 recomputed from the agent's own choices so far), the action is 0 = let the SLM act or
 1 = call the teacher. The reward is the step's success minus the call's cost:
 
-* SLM: 1 if the logged SLM step made progress (its label is 0), else 0;
+* SLM: 1 if the logged SLM step was right (its router-stage label is 0: progress, or the
+  expert's move when the tool failed), else 0;
 * teacher: 1 (the counterfactual teacher step is the expert's action, which makes progress),
   minus ``cost`` (lambda, in units of one step's success).
 
@@ -35,6 +36,7 @@ _SHARE = FEATURE_NAMES.index("escalation_share")
 def load_routing_episodes(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
     """(features (T, 15), SLM-failure labels (T,)) per logged episode, labels as in the router
     stage's ``progress`` mode."""
+    from r2v_agent.training.router import step_labels  # one labelling rule for both routers
     from r2v_agent.training.trajectories import read_episodes
 
     episodes = []
@@ -43,14 +45,7 @@ def load_routing_episodes(path: str | Path) -> list[tuple[np.ndarray, np.ndarray
         if not steps or any(s["features"] is None for s in steps):
             continue
         x = np.asarray([[s["features"][n] for n in FEATURE_NAMES] for s in steps], dtype=np.float32)
-        y = np.asarray(
-            [
-                float(not s["progress"] or (i == len(steps) - 1 and not record["success"]))
-                for i, s in enumerate(steps)
-            ],
-            dtype=np.float32,
-        )
-        episodes.append((x, y))
+        episodes.append((x, step_labels([record], "progress")))
     if not episodes:
         raise ValueError(f"{path}: no logged episodes with features")
     return episodes

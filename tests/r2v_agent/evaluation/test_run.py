@@ -222,3 +222,33 @@ def test_thresholds_for_shares_name_bad_input(tiny_agent_dir: Path, tmp_path: Pa
     empty.write_text("")
     with pytest.raises(ConfigError, match="no logged steps"):
         thresholds_for_shares("entropy", [0.5], empty, tiny_agent_dir)
+
+
+def test_routing_env_episodes_use_the_router_stage_labels(
+    tiny_agent_dir: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from r2v_agent.router.routing_env import load_routing_episodes
+    from r2v_agent.training.router import step_labels
+
+    log = tmp_path / "rollouts.jsonl"
+    settings = EvalSettings(
+        agent_dir=str(tiny_agent_dir),
+        env_id="R2V/TextWorld-v0",
+        env_kwargs={"difficulty": 1},
+        out=str(log),
+        methods=["slm"],
+        tasks=[0, 1],
+        perturbation="flaky_tool(p=0.5)",
+        perturbation_seeds=[3],
+        max_steps=8,
+    )
+    run_eval(settings)
+    records = list(read_episodes(log))
+    assert any(s["tool_error"] for r in records for s in r["steps"])  # the rule's special case
+    loaded = load_routing_episodes(log)
+    assert len(loaded) == len(records)
+    for (x, y), record in zip(loaded, records, strict=True):
+        assert x.shape == (len(record["steps"]), 15)
+        np.testing.assert_array_equal(y, step_labels([record], "progress"))
