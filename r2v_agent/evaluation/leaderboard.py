@@ -3,7 +3,8 @@
 One row per (env, method, point). Columns: episodes; success with a 95% bootstrap CI; LLM-call
 share (teacher steps / steps); cost (USD per episode, from the teacher's price table); the worst
 perturbation seed's success and CVaR_alpha of failure across seeds; the router's Brier score and
-ECE against the step labels (1 = the step made no progress or ended the episode in failure);
+ECE against the router stage's step labels (1 = a wrong move: no progress, judged by the expert's
+action when the tool failed, or the last step of a failed episode);
 for each swept method the area under its success-vs-LLM-share curve. Below the table: McNemar's
 test of R2V against the entropy router at the nearest LLM-call share (paired on the same task and
 perturbation seed), and the entropy router's LLM-call share at R2V's success (interpolated along
@@ -80,11 +81,9 @@ def _env_label(record: dict[str, Any]) -> str:
 
 
 def _step_labels(record: dict[str, Any]) -> list[float]:
-    n = len(record["steps"])
-    return [
-        float(not s["progress"] or (i == n - 1 and not record["success"]))
-        for i, s in enumerate(record["steps"])
-    ]
+    from r2v_agent.training.router import step_labels  # the rule the router was trained on
+
+    return step_labels([record], "progress").tolist()
 
 
 def build_rows(records: list[dict[str, Any]], *, seed: int = 0) -> list[Row]:
