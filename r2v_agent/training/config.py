@@ -122,6 +122,13 @@ class RouterConfig:
     tasks: int | None = _doc(
         "Training tasks the fixed policy plays (x every seed); null: all.", None
     )
+    fresh_tasks: bool = _doc(
+        "Play training-split tasks the policy was not fine-tuned on (the indices after "
+        "env.train_tasks), so the router learns the policy's failures on unseen tasks as in "
+        "deployment; false: the fine-tuning tasks themselves, which a small policy may have "
+        "memorised. Envs with a finite train split wrap around to its start.",
+        True,
+    )
     epochs: int = _doc("Full-batch training epochs.", 400)
     learning_rate: float = _doc("Adam learning rate.", 3e-3)
     hidden: int = _doc(

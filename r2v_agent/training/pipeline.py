@@ -377,7 +377,12 @@ def _router(config: PipelineConfig, out: Path) -> dict[str, Any]:
 
     policy_dir = str(config.run_dir / "dpo" / "policy")
     agent = _agent(config, policy_dir, NeverEscalate(), keep_base=True)
-    tasks = list(range(min(config.router.tasks or config.env.train_tasks, config.env.train_tasks)))
+    if config.router.fresh_tasks:  # unseen by BC and DPO: the failures deployment will meet
+        first = config.env.train_tasks
+        tasks = list(range(first, first + (config.router.tasks or config.env.train_tasks)))
+    else:
+        n = min(config.router.tasks or config.env.train_tasks, config.env.train_tasks)
+        tasks = list(range(n))
     seeds: list[int | None] = list(range(1, config.env.perturbation_seeds + 1))
     episodes = rollout(
         agent,

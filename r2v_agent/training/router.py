@@ -1,7 +1,8 @@
 """``r2v train router``: label the fixed policy's steps, fit Brier + lambda * CVaR, calibrate, pick tau.
 
-1. The fixed SLM policy plays the training tasks alone (no teacher) under every perturbation seed;
-   each step's 15 features are recorded (:func:`rollout`).
+1. The fixed SLM policy plays training-split tasks alone (no teacher) under every perturbation
+   seed -- by default tasks it was not fine-tuned on (``router.fresh_tasks``) -- and each step's
+   15 features are recorded (:func:`rollout`).
 2. Each step is labelled with the policy's residual failure (:func:`step_labels`): ``progress``
    -- 1 when the step made no progress or ended the episode in failure (env ground truth; a
    step whose tool call failed is judged by the env's expert action instead);

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from r2v_agent.training.trajectories import read_episodes
+
 pytest.importorskip("trl")
 pytest.importorskip("textworld")
 
@@ -74,6 +76,10 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     assert dpo["pairs"] > 0 and dpo["js_before"] >= 0
     router = json.loads((run / "router" / "stage.json").read_text())["stats"]
     assert 0.0 <= router["threshold"] <= 1.0 and router["test_steps"] > 0
+    # The router learns on training-split tasks that BC and DPO never saw (fresh_tasks).
+    collected = {e["env_seed"] for e in read_episodes(run / "collect" / "trajectories.jsonl")}
+    routed = {e["env_seed"] for e in read_episodes(run / "router" / "rollouts.jsonl")}
+    assert routed and not routed & collected
     report = (run / "report" / "report.md").read_text()
     assert "| bc+dpo |" in report and "JS clean vs perturbed" in report
 
