@@ -33,7 +33,7 @@ DEMO := runs/demo
 demo: install  ## the main job: train R2V on TextWorld, benchmark every baseline, print the table
 	$(BIN)/r2v pipeline --config benchmarks/configs/demo.yaml
 	$(BIN)/python benchmarks/run.py --config benchmarks/configs/demo.yaml \
-		--methods slm,llm,r2v,random@match,ppo,oracle --sweep entropy,verifier --points 0.2,0.5 \
+		--methods slm,llm,r2v,random@match,ppo,oracle --sweep entropy,verifier --shares 0.2,0.5 \
 		--out $(DEMO)/episodes.jsonl --ppo-timesteps 10000
 	$(BIN)/python benchmarks/leaderboard.py $(DEMO)/episodes.jsonl --out $(DEMO)/leaderboard
 
