@@ -195,6 +195,16 @@ def test_thresholds_for_shares_escalate_those_shares(
         max_steps=12,
     )
     run_eval(settings)
+    # The untrained tiny model's scores agree to 1e-6, finer than a method key's 6 decimals:
+    # spread the logged entropy and verifier features so every step's score is distinct.
+    records = list(read_episodes(log))
+    i = 0
+    for record in records:
+        for step in record["steps"]:
+            step["features"]["chosen_entropy_mean"] = 0.1 * i
+            step["features"]["verifier_best"] = 1.0 - 0.03 * i
+            i += 1
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
     shares = [0.25, 0.5, 0.75]
     taus = thresholds_for_shares(router, shares, log, tiny_agent_dir)
     scorer = {
@@ -208,6 +218,8 @@ def test_thresholds_for_shares_escalate_those_shares(
     )
     scores = scorer.p_fail(x)
     assert len(x) >= 12 and taus == sorted(taus)
+    if router != "r2v":
+        assert len(taus) == len(shares)
     if len(taus) == len(shares):  # distinct scores: each tau escalates about its share
         for tau, share in zip(taus, reversed(shares), strict=True):
             assert abs(float((scores > tau).mean()) - share) <= 2 / len(x) + 1e-6
