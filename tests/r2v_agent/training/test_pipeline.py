@@ -93,6 +93,19 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     )
     assert again.returncode == 0 and again.stdout.count("skip: up to date") == 6
 
+    # --from reruns that stage and the ones after it, whatever the hashes say.
+    report_marker = (run / "report" / "stage.json").stat().st_mtime_ns
+    rerun = subprocess.run(
+        _r2v("pipeline", "--config", str(config), "--from", "report"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.stdout.count("skip: up to date") == 5 and "== report (run)" in rerun.stdout
+    assert (run / "report" / "stage.json").stat().st_mtime_ns != report_marker
+
     # Counterfactual labels: only the router stage (and the report) rerun.
     data = yaml.safe_load(config.read_text())
     data["router"]["label"] = "counterfactual"
