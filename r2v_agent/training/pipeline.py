@@ -94,7 +94,8 @@ def run_pipeline(
     config: PipelineConfig, *, force: bool = False, rerun_from: str | None = None
 ) -> dict[str, dict[str, Any]]:
     """Run every stage, skipping the up-to-date ones; ``force`` reruns all of them and
-    ``rerun_from`` reruns that stage and every one after it (after a code change, say)."""
+    ``rerun_from`` reruns that stage and every one after it (after a code change, say); given
+    both, ``rerun_from`` decides where forcing starts."""
     if rerun_from is not None and rerun_from not in STAGES:
         raise ConfigError(f"rerun_from: unknown stage {rerun_from!r}; stages are {STAGES}")
     first_forced = STAGES.index(rerun_from) if rerun_from else (0 if force else len(STAGES))
