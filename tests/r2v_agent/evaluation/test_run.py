@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -173,6 +174,22 @@ def test_settings_are_saved_for_reproduction(tiny_agent_dir: Path, tmp_path: Pat
     assert saved["methods"] == ["llm"] and saved["tasks"] == [0]
 
 
+def _slm_rollouts(agent_dir: Path, log: Path, **settings: Any) -> Path:
+    """The tiny agent playing 2 TextWorld games alone, logged to ``log`` (a router-stage log)."""
+    run_eval(
+        EvalSettings(
+            agent_dir=str(agent_dir),
+            env_id="R2V/TextWorld-v0",
+            env_kwargs={"difficulty": 1},
+            out=str(log),
+            methods=["slm"],
+            tasks=[0, 1],
+            **settings,
+        )
+    )
+    return log
+
+
 @pytest.mark.parametrize("router", ["entropy", "verifier", "r2v"])
 def test_thresholds_for_shares_escalate_those_shares(
     router: str, tiny_agent_dir: Path, tmp_path: Path
@@ -184,17 +201,7 @@ def test_thresholds_for_shares_escalate_those_shares(
     from r2v_agent.router.features import FEATURE_NAMES
     from r2v_agent.router.model import MLPRouter
 
-    log = tmp_path / "rollouts.jsonl"
-    settings = EvalSettings(
-        agent_dir=str(tiny_agent_dir),
-        env_id="R2V/TextWorld-v0",
-        env_kwargs={"difficulty": 1},
-        out=str(log),
-        methods=["slm"],
-        tasks=[0, 1],
-        max_steps=12,
-    )
-    run_eval(settings)
+    log = _slm_rollouts(tiny_agent_dir, tmp_path / "rollouts.jsonl", max_steps=12)
     # The untrained tiny model's scores agree to 1e-6, finer than a method key's 6 decimals:
     # spread the logged entropy and verifier features so every step's score is distinct.
     records = list(read_episodes(log))
@@ -244,19 +251,13 @@ def test_routing_env_episodes_use_the_router_stage_labels(
     from r2v_agent.router.routing_env import load_routing_episodes
     from r2v_agent.training.router import step_labels
 
-    log = tmp_path / "rollouts.jsonl"
-    settings = EvalSettings(
-        agent_dir=str(tiny_agent_dir),
-        env_id="R2V/TextWorld-v0",
-        env_kwargs={"difficulty": 1},
-        out=str(log),
-        methods=["slm"],
-        tasks=[0, 1],
+    log = _slm_rollouts(
+        tiny_agent_dir,
+        tmp_path / "rollouts.jsonl",
         perturbation="flaky_tool(p=0.5)",
         perturbation_seeds=[3],
         max_steps=8,
     )
-    run_eval(settings)
     records = list(read_episodes(log))
     assert any(s["tool_error"] for r in records for s in r["steps"])  # the rule's special case
     loaded = load_routing_episodes(log)
