@@ -138,6 +138,12 @@ class RouterConfig:
     cvar_weight: float = _doc("lambda: weight of CVaR_alpha of per-seed Brier losses.", 0.5)
     cvar_alpha: float = _doc("alpha: share of worst perturbation seeds in the CVaR term.", 0.4)
     calibration: str = _doc("'temperature' or 'isotonic', fitted on held-out steps.", "isotonic")
+    min_isotonic_steps: int = _doc(
+        "Isotonic calibration needs this many calibration steps, both labels among them; with "
+        "fewer it falls back to temperature scaling (one parameter; a step function fitted on a "
+        "handful of steps maps every score to a constant and tau escalates nothing).",
+        50,
+    )
     target: str = _doc(
         "How tau is chosen: 'budget' (LLM-call share) or 'cvar' (failure bound).", "budget"
     )
@@ -259,6 +265,12 @@ class PipelineConfig:
             "router.budget",
             self.router.budget,
             "must be in [0, 1]",
+        )
+        need(
+            self.router.min_isotonic_steps >= 2,
+            "router.min_isotonic_steps",
+            self.router.min_isotonic_steps,
+            "must be >= 2",
         )
         for name, frac in (
             ("verifier.heldout_fraction", self.verifier.heldout_fraction),

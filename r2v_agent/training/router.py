@@ -11,7 +11,8 @@
 3. The router MLP is trained on the training tasks with the mean Brier score plus lambda times
    CVaR_alpha of the per-seed mean Brier scores (the worst alpha share of perturbation seeds).
 4. Held-out tasks are split in two: one half fits the calibration (temperature or isotonic) and
-   tau (an LLM-call budget, or a bound on CVaR of per-seed residual failure); the other half
+   tau (an LLM-call budget, or a bound on CVaR of per-seed residual failure); isotonic falls back
+   to temperature scaling on too few calibration steps (``min_isotonic_steps``); the other half
    reports Brier, ECE, reliability bins, the base-rate Brier and the escalation share at tau.
 """
 
@@ -206,7 +207,9 @@ def fit_router(
         loss.backward()
         optimiser.step()
         if epoch % max(1, config.epochs // 10) == 0 or epoch == config.epochs - 1:
-            history.append({"epoch": epoch, "brier": float(per_step.mean()), "cvar": float(tail)})
+            history.append(
+                {"epoch": epoch, "brier": float(per_step.mean()), "cvar": float(tail.detach())}
+            )
     router.net.eval()
 
     def raw(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,8 +219,20 @@ def fit_router(
 
     z_cal, p_cal = raw(is_calib)
     z_test, p_test_raw = raw(is_test)
-    if config.calibration == "temperature":
-        router.temperature = torch.tensor(fit_temperature(z_cal, labels[is_calib]))
+    calibration = config.calibration
+    y_cal = labels[is_calib]
+    if calibration == "isotonic" and (
+        len(y_cal) < config.min_isotonic_steps or len(np.unique(y_cal)) < 2
+    ):
+        logger.warning(
+            "router: %d calibration steps (%d failing) are too few for isotonic calibration; "
+            "using temperature scaling",
+            len(y_cal),
+            int(y_cal.sum()),
+        )
+        calibration = "temperature"
+    if calibration == "temperature":
+        router.temperature = torch.tensor(fit_temperature(z_cal, y_cal))
     else:
         kx, ky = fit_isotonic(p_cal, labels[is_calib])
         router.iso_x, router.iso_y = (
@@ -245,7 +260,8 @@ def fit_router(
         "cvar_active": bool(active and config.cvar_weight > 0),
         "perturbation_seeds": int(len(np.unique(seeds))),
         "training_curve": history,
-        "calibration": config.calibration,
+        "calibration": calibration,
+        "calibration_configured": config.calibration,
         "temperature": float(router.temperature),
         "test_brier_uncalibrated": metrics.brier(p_test_raw, y_test),
         "test_brier": metrics.brier(p_test, y_test),

@@ -13,7 +13,7 @@ from r2v_agent.training.config import STAGES, PipelineConfig
 CONFIGS = Path(__file__).resolve().parents[3] / "benchmarks" / "configs"
 
 
-@pytest.mark.parametrize("name", ["smoke.yaml", "textworld-cpu.yaml"])
+@pytest.mark.parametrize("name", ["smoke.yaml", "demo.yaml", "textworld-cpu.yaml"])
 def test_shipped_configs_load(name: str) -> None:
     config = PipelineConfig.from_yaml(CONFIGS / name)
     assert config.run_dir.is_absolute()
@@ -44,6 +44,7 @@ def test_every_field_is_documented() -> None:
             "router: {calibration: platt}",
             r"router\.calibration: must be 'temperature' or 'isotonic'",
         ),
+        ("router: {min_isotonic_steps: 1}", r"router\.min_isotonic_steps: must be >= 2"),
         ("router: {cvar_alpha: 0}", r"router\.cvar_alpha: must be in \(0, 1\]"),
         ("env: {perturbation: 'flaky_tool(q=1)'}", r"env\.perturbation: .*flaky_tool"),
         ("env: [1, 2]", r"env: must be a mapping"),

@@ -1,0 +1,55 @@
+"""fit_router: calibration on the held-out tasks, and its fallback when they are too few."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from r2v_agent.router.features import FEATURE_NAMES
+from r2v_agent.training.config import RouterConfig
+from r2v_agent.training.router import fit_router
+
+
+def _episodes(n_tasks: int, seed: int = 0) -> tuple[list[dict], np.ndarray]:
+    """Steps whose first feature predicts the label (with noise), 2 perturbation seeds each."""
+    rng = np.random.default_rng(seed)
+    episodes, labels = [], []
+    for task in range(n_tasks):
+        for pseed in (0, 1):
+            steps = []
+            for _ in range(4):
+                fail = rng.random() < 0.4
+                features = {name: float(rng.normal()) for name in FEATURE_NAMES}
+                features[FEATURE_NAMES[0]] = float(fail) + 0.3 * float(rng.normal())
+                steps.append({"features": features})
+                labels.append(float(fail))
+            episodes.append(
+                {
+                    "episode_key": f"t{task}/s{pseed}",
+                    "env_seed": task,
+                    "perturbation_seed": pseed,
+                    "steps": steps,
+                }
+            )
+    return episodes, np.asarray(labels, dtype=np.float32)
+
+
+def test_isotonic_on_few_calibration_steps_falls_back_to_temperature() -> None:
+    episodes, labels = _episodes(10)  # 3 held-out tasks: 1 calibrates (8 steps)
+    config = RouterConfig(calibration="isotonic", epochs=200, budget=0.4)
+    _, report, held = fit_router(episodes, labels, config, seed=0)
+    assert report["calibration_steps"] < config.min_isotonic_steps
+    assert report["calibration"] == "temperature"
+    assert report["calibration_configured"] == "isotonic"
+    # Scores keep their ranking, so tau escalates some steps and separates the classes.
+    assert 0.0 < report["test_escalation_share"] < 1.0
+    assert len(np.unique(held["p"])) > 1
+    assert report["test_auroc"] > 0.8
+
+
+def test_isotonic_used_with_enough_calibration_steps() -> None:
+    episodes, labels = _episodes(60)  # 18 held-out tasks: 9 calibrate (72 steps)
+    config = RouterConfig(calibration="isotonic", epochs=200, budget=0.4)
+    router, report, _ = fit_router(episodes, labels, config, seed=0)
+    assert report["calibration_steps"] >= config.min_isotonic_steps
+    assert report["calibration"] == "isotonic"
+    assert router.iso_x is not None and len(router.iso_x) >= 2
