@@ -8,7 +8,7 @@ action when the tool failed, or the last step of a failed episode);
 for each swept method the area under its success-vs-LLM-share curve. Below the table: McNemar's
 test of R2V against the entropy router at the nearest LLM-call share (paired on the same task and
 perturbation seed), and the entropy router's LLM-call share at R2V's success (interpolated along
-its sweep).
+its sweep, SLM-only and LLM-only being its end points).
 """
 
 from __future__ import annotations
@@ -217,14 +217,22 @@ def headline(rows: list[Row]) -> list[str]:
                 f"{len(keys)} paired episodes: R2V-only wins {test.only_a}, entropy-only wins "
                 f"{test.only_b}, p = {test.p_value:.3g}{' (exact)' if test.exact else ''}."
             )
-            shares = [r.llm_share for r in entropy]
-            successes = [r.success for r in entropy]
+            # SLM-only and LLM-only are the entropy router's end points (threshold +inf / -inf).
+            slm = next((r for r in here if r.name == "slm"), None)
+            ends = [r for r in (slm, llm) if r is not None]
+            shares = [r.llm_share for r in entropy + ends]
+            successes = [r.success for r in entropy + ends]
             matched = _share_at_success(shares, successes, r2v.success)
             if matched is None:
                 lines.append(
                     f"- {env}: the entropy sweep never reaches R2V's success {_fmt(r2v.success)}."
                 )
-            elif matched > 0:
+            elif matched == 0:
+                lines.append(
+                    f"- {env}: R2V's success {_fmt(r2v.success)} is no higher than SLM-only's: "
+                    "no LLM share is needed to match it."
+                )
+            else:
                 lines.append(
                     f"- {env}: at R2V's success the entropy router needs LLM share {_fmt(matched)}; "
                     f"R2V uses {_fmt(r2v.llm_share)} ({r2v.llm_share / matched:.2f}x)."

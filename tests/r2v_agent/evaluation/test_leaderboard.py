@@ -95,3 +95,16 @@ def test_write_leaderboard_makes_table_csv_and_plots(tmp_path: Path) -> None:
     for name in ("leaderboard.md", "leaderboard.csv", "frontier.png", "reliability.png"):
         assert (tmp_path / "out" / name).stat().st_size > 200, name
     assert (tmp_path / "out" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_headline_matched_share_uses_slm_and_llm_as_sweep_ends() -> None:
+    from r2v_agent.evaluation.leaderboard import headline
+
+    rows = build_rows(synthetic_records())
+    text = "\n".join(headline(rows))
+    # R2V 0.833 lies between entropy@0.2 (0.700 at 0.817) and LLM-only (0.967 at 1.0).
+    assert "entropy router needs LLM share 0.908" in text
+    # An R2V no better than SLM-only needs no LLM share at all.
+    by_method = {r.method: r for r in rows}
+    by_method["r2v"].success = by_method["slm"].success
+    assert "is no higher than SLM-only's" in "\n".join(headline(rows))
