@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=["collect", "bc", "verifier", "dpo", "router", "report"],
         help="rerun this stage and every stage after it (e.g. after a code change)",
     )
+    pipe.add_argument(
+        "--until",
+        choices=["collect", "bc", "verifier", "dpo", "router", "report"],
+        help="stop after this stage",
+    )
     for name in ("collect", "report"):
         p = sub.add_parser(name, help=f"run the {name} stage")
         p.add_argument("--config", required=True)
@@ -79,10 +84,14 @@ def main(argv: list[str] | None = None) -> int:
 
         config = PipelineConfig.from_yaml(args.config)
         if args.command == "pipeline":
-            run_pipeline(config, force=args.force, rerun_from=args.rerun_from)
-            print(f"agent: {agent_dir(config)}")
-            print(f"report: {config.run_dir / 'report' / 'report.md'}")
-            print((config.run_dir / "report" / "report.md").read_text())
+            done = run_pipeline(
+                config, force=args.force, rerun_from=args.rerun_from, until=args.until
+            )
+            if "router" in done:
+                print(f"agent: {agent_dir(config)}")
+            if "report" in done:
+                print(f"report: {config.run_dir / 'report' / 'report.md'}")
+                print((config.run_dir / "report" / "report.md").read_text())
             return 0
         stage = args.stage if args.command == "train" else args.command
         stats = run_stage(config, stage, force=args.force)

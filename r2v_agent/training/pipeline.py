@@ -91,16 +91,23 @@ def run_stage(config: PipelineConfig, stage: str, *, force: bool = False) -> dic
 
 
 def run_pipeline(
-    config: PipelineConfig, *, force: bool = False, rerun_from: str | None = None
+    config: PipelineConfig,
+    *,
+    force: bool = False,
+    rerun_from: str | None = None,
+    until: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every stage, skipping the up-to-date ones; ``force`` reruns all of them and
     ``rerun_from`` reruns that stage and every one after it (after a code change, say); given
-    both, ``rerun_from`` decides where forcing starts."""
-    if rerun_from is not None and rerun_from not in STAGES:
-        raise ConfigError(f"rerun_from: unknown stage {rerun_from!r}; stages are {STAGES}")
+    both, ``rerun_from`` decides where forcing starts. ``until`` stops after that stage (the
+    demo skips the report, whose held-out evaluation ``r2v eval`` does at a larger scale)."""
+    for name, value in (("rerun_from", rerun_from), ("until", until)):
+        if value is not None and value not in STAGES:
+            raise ConfigError(f"{name}: unknown stage {value!r}; stages are {STAGES}")
     first_forced = STAGES.index(rerun_from) if rerun_from else (0 if force else len(STAGES))
+    last = STAGES.index(until) if until else len(STAGES) - 1
     results = {}
-    for i, stage in enumerate(STAGES):
+    for i, stage in enumerate(STAGES[: last + 1]):
         forced = i >= first_forced
         skip = stage_done(config, stage) and not forced
         print(f"== {stage} ({'skip: up to date' if skip else 'run'})")

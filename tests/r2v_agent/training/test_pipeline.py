@@ -93,6 +93,17 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     )
     assert again.returncode == 0 and again.stdout.count("skip: up to date") == 6
 
+    # --until stops after that stage.
+    partial = subprocess.run(
+        _r2v("pipeline", "--config", str(config), "--until", "dpo"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert partial.returncode == 0, partial.stderr[-3000:]
+    assert partial.stdout.count("skip: up to date") == 4 and "== router" not in partial.stdout
+
     # --from reruns that stage and the ones after it, whatever the hashes say.
     report_marker = (run / "report" / "stage.json").stat().st_mtime_ns
     rerun = subprocess.run(
