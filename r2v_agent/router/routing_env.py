@@ -6,7 +6,8 @@ step t the observation is the logged feature vector f_t (with the escalation-sha
 recomputed from the agent's own choices so far), the action is 0 = let the SLM act or
 1 = call the teacher. The reward is the step's success minus the call's cost:
 
-* SLM: 1 if the logged SLM step was right (its router-stage label is 0: progress, or the
+* SLM: 1 if the logged SLM step was right (its router-stage label is 0 -- the stage's saved
+  ``labels.json``, counterfactual ones included; else the ``progress`` rule: progress, or the
   expert's move when the tool failed), else 0;
 * teacher: 1 (the counterfactual teacher step is the expert's action, which makes progress),
   minus ``cost`` (lambda, in units of one step's success).
@@ -34,18 +35,27 @@ _SHARE = FEATURE_NAMES.index("escalation_share")
 
 
 def load_routing_episodes(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(features (T, 15), SLM-failure labels (T,)) per logged episode, labels as in the router
-    stage's ``progress`` mode."""
-    from r2v_agent.training.router import step_labels  # one labelling rule for both routers
+    """(features (T, 15), SLM-failure labels (T,)) per logged episode. The labels are the router
+    stage's own (``labels.json`` beside the log, e.g. counterfactual ones) when it wrote them,
+    else computed as in its ``progress`` mode."""
+    from r2v_agent.training.router import LABELS_FILE, load_step_labels, step_labels
     from r2v_agent.training.trajectories import read_episodes
 
+    saved: dict[str, list[int]] = {}
+    if (Path(path).parent / LABELS_FILE).is_file():
+        _, saved = load_step_labels(Path(path).parent / LABELS_FILE)
     episodes = []
     for record in read_episodes(path):
         steps = record["steps"]
         if not steps or any(s["features"] is None for s in steps):
             continue
         x = np.asarray([[s["features"][n] for n in FEATURE_NAMES] for s in steps], dtype=np.float32)
-        episodes.append((x, step_labels([record], "progress")))
+        labels = saved.get(record["episode_key"])
+        if labels is None or len(labels) != len(steps):
+            y = step_labels([record], "progress")
+        else:
+            y = np.asarray(labels, dtype=np.float32)
+        episodes.append((x, y))
     if not episodes:
         raise ValueError(f"{path}: no logged episodes with features")
     return episodes

@@ -381,7 +381,13 @@ def _counterfactual(config: PipelineConfig, agent: Any) -> Callable[[dict[str, A
 def _router(config: PipelineConfig, out: Path) -> dict[str, Any]:
     from r2v_agent.router.baselines import NeverEscalate
     from r2v_agent.teacher.oracle import OracleTeacher
-    from r2v_agent.training.router import fit_router, rollout, step_labels
+    from r2v_agent.training.router import (
+        LABELS_FILE,
+        fit_router,
+        rollout,
+        save_step_labels,
+        step_labels,
+    )
 
     policy_dir = str(config.run_dir / "dpo" / "policy")
     agent = _agent(config, policy_dir, NeverEscalate(), keep_base=True)
@@ -411,6 +417,7 @@ def _router(config: PipelineConfig, out: Path) -> dict[str, Any]:
         _counterfactual(config, agent) if config.router.label == "counterfactual" else None
     )
     labels = step_labels(episodes, config.router.label, counterfactual)
+    save_step_labels(out / LABELS_FILE, episodes, labels, config.router.label)
     router, report, heldout = fit_router(episodes, labels, config.router, seed=config.seed)
     agent.router = router
     agent.threshold = report["threshold"]

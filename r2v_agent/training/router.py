@@ -18,10 +18,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +38,18 @@ from r2v_agent.training.config import RouterConfig
 from r2v_agent.training.episodes import make_env, play_episode
 from r2v_agent.training.losses import cvar_of_groups
 
-__all__ = ["rollout", "step_labels", "fit_router", "choose_threshold"]
+__all__ = [
+    "rollout",
+    "step_labels",
+    "save_step_labels",
+    "load_step_labels",
+    "fit_router",
+    "choose_threshold",
+]
+
+# The router stage's labels, next to its rollouts.jsonl: counterfactual labels cost one rollout
+# per step, so the PPO baseline reads them rather than recomputing.
+LABELS_FILE = "labels.json"
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +120,26 @@ def step_labels(
                     raise StageError("router: counterfactual labels need a counterfactual runner")
                 labels.append(0.0 if episode["success"] else float(counterfactual(episode, t)))
     return np.asarray(labels, dtype=np.float32)
+
+
+def save_step_labels(
+    path: str | Path, episodes: list[dict[str, Any]], labels: np.ndarray, mode: str
+) -> None:
+    """Write ``{"label": mode, "episodes": {episode_key: [0/1 per step]}}``."""
+    per_episode, i = {}, 0
+    for episode in episodes:
+        n = len(episode["steps"])
+        per_episode[episode["episode_key"]] = [int(v) for v in labels[i : i + n]]
+        i += n
+    if i != len(labels):
+        raise StageError(f"router: {len(labels)} labels for {i} steps")
+    Path(path).write_text(json.dumps({"label": mode, "episodes": per_episode}))
+
+
+def load_step_labels(path: str | Path) -> tuple[str, dict[str, list[int]]]:
+    """The label mode and the per-episode labels written by :func:`save_step_labels`."""
+    data = json.loads(Path(path).read_text())
+    return str(data["label"]), {k: list(v) for k, v in data["episodes"].items()}
 
 
 def _normalised(action: str | None) -> str:

@@ -265,3 +265,11 @@ def test_routing_env_episodes_use_the_router_stage_labels(
     for (x, y), record in zip(loaded, records, strict=True):
         assert x.shape == (len(record["steps"]), 15)
         np.testing.assert_array_equal(y, step_labels([record], "progress"))
+
+    # The router stage's saved labels (counterfactual ones, say) take precedence.
+    from r2v_agent.training.router import LABELS_FILE, save_step_labels
+
+    flipped = np.concatenate([1 - y for _, y in loaded])
+    save_step_labels(log.parent / LABELS_FILE, records, flipped, "counterfactual")
+    for (_, y), (_, y_before) in zip(load_routing_episodes(log), loaded, strict=True):
+        np.testing.assert_array_equal(y, 1 - y_before)

@@ -131,6 +131,12 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     assert cf.returncode == 0, cf.stderr[-3000:]
     stats = json.loads((run / "router" / "stage.json").read_text())["stats"]
     assert stats["label"] == "counterfactual"
+    from r2v_agent.training.router import load_step_labels
+
+    mode, saved = load_step_labels(run / "router" / "labels.json")
+    rollouts = list(read_episodes(run / "router" / "rollouts.jsonl"))
+    assert mode == "counterfactual" and len(saved) == len(rollouts)
+    assert all(len(saved[e["episode_key"]]) == len(e["steps"]) for e in rollouts)
     assert (run / "dpo" / "stage.json").stat().st_mtime_ns < (
         run / "router" / "stage.json"
     ).stat().st_mtime_ns
