@@ -55,9 +55,11 @@ class MLPRouter(Router):
 
         with torch.inference_mode():
             x = torch.as_tensor(np.asarray(features, dtype=np.float32))
-            p = torch.sigmoid(self.logits(x)).numpy()
+            # float64: a sharp temperature puts many scores within float32's rounding of 1.0,
+            # where they would tie and lose their ranking.
+            p = torch.sigmoid(self.logits(x).double()).numpy()
         if self.iso_x.numel():
-            p = np.interp(p, self.iso_x.numpy(), self.iso_y.numpy()).astype(np.float32)
+            p = np.interp(p, self.iso_x.numpy(), self.iso_y.numpy())
         return p
 
     def state_dict(self) -> dict[str, Any]:

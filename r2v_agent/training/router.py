@@ -183,7 +183,15 @@ def choose_threshold(
     if config.target == "budget":
         if config.budget <= 0:
             return 1.0
-        return float(np.clip(np.quantile(p, 1.0 - config.budget), 0.0, 1.0))
+        # Candidates sit between distinct scores, so tied scores (a sharp calibration saturates
+        # many at 1.0) are escalated together; a quantile on a tie escalated none of them.
+        values = np.unique(np.asarray(p, dtype=np.float64))
+        candidates = np.concatenate([[values[0] / 2], (values[:-1] + values[1:]) / 2, [1.0]])
+        shares = np.array([(p > tau).mean() for tau in candidates])
+        best = np.flatnonzero(
+            np.abs(shares - config.budget) == np.abs(shares - config.budget).min()
+        )
+        return float(np.clip(candidates[best[-1]], 0.0, 1.0))  # on a tie, the fewer escalations
     best = 0.0
     for tau in sorted(set(np.round(p, 6).tolist()) | {0.0, 1.0}):
         residual = y * (p <= tau)

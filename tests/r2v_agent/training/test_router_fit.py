@@ -53,3 +53,32 @@ def test_isotonic_used_with_enough_calibration_steps() -> None:
     assert report["calibration_steps"] >= config.min_isotonic_steps
     assert report["calibration"] == "isotonic"
     assert router.iso_x is not None and len(router.iso_x) >= 2
+
+
+def test_budget_threshold_escalates_tied_scores() -> None:
+    from r2v_agent.training.router import choose_threshold
+
+    config = RouterConfig(target="budget", budget=0.4)
+    groups = np.zeros(10)
+    # 7 of 10 scores saturated at 1.0: a quantile lands on the tie and p > tau escalates none.
+    p = np.array([0.1, 0.2, 0.3] + [1.0] * 7)
+    tau = choose_threshold(p, np.ones(10), groups, config)
+    assert (p > tau).mean() == 0.7  # the closest share to 0.4 that the ties allow
+    # Distinct scores: the share comes out at the budget.
+    p = np.linspace(0.05, 0.95, 10)
+    tau = choose_threshold(p, np.ones(10), groups, config)
+    assert (p > tau).mean() == 0.4
+    assert choose_threshold(p, np.ones(10), groups, RouterConfig(budget=0.0)) == 1.0
+
+
+def test_sharp_temperature_keeps_the_ranking() -> None:
+    import torch
+
+    from r2v_agent.router.model import MLPRouter
+
+    router = MLPRouter(hidden=4, seed=0)
+    router.temperature = torch.tensor(0.01)
+    x = np.random.default_rng(0).normal(size=(64, len(FEATURE_NAMES))).astype(np.float32)
+    logits = router.logits(torch.tensor(x)).detach().numpy()
+    p = router.p_fail(x)
+    assert np.all(np.argsort(p[logits > 0]) == np.argsort(logits[logits > 0]))
