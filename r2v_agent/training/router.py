@@ -109,6 +109,8 @@ def step_labels(
 ) -> np.ndarray:
     """One 0/1 label per step, in episode order (1 = the SLM fails here)."""
     labels = []
+    if label == "counterfactual":  # one rollout per step of a failed episode: show progress
+        episodes = tqdm(episodes, desc="router: counterfactual labels", unit="episode")
     for episode in episodes:
         n = len(episode["steps"])
         for t, step in enumerate(episode["steps"]):
@@ -188,10 +190,9 @@ def choose_threshold(
         values = np.unique(np.asarray(p, dtype=np.float64))
         candidates = np.concatenate([[values[0] / 2], (values[:-1] + values[1:]) / 2, [1.0]])
         shares = np.array([(p > tau).mean() for tau in candidates])
-        best = np.flatnonzero(
-            np.abs(shares - config.budget) == np.abs(shares - config.budget).min()
-        )
-        return float(np.clip(candidates[best[-1]], 0.0, 1.0))  # on a tie, the fewer escalations
+        gap = np.abs(shares - config.budget)
+        closest = np.flatnonzero(gap == gap.min())
+        return float(np.clip(candidates[closest[-1]], 0.0, 1.0))  # on a tie, fewer escalations
     best = 0.0
     for tau in sorted(set(np.round(p, 6).tolist()) | {0.0, 1.0}):
         residual = y * (p <= tau)
