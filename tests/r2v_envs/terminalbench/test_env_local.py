@@ -28,14 +28,18 @@ def env():
     env.close()
 
 
-def _sandbox_processes() -> list[int]:
+def _sandbox_processes(uid: int | None = None) -> list[int]:
+    """Processes running as a sandbox uid (``uid``: that one only -- other jobs on the machine
+    may run sandboxes of their own)."""
     pids = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            uid = next(ln for ln in status.read_text().splitlines() if ln.startswith("Uid:"))
+            line = next(ln for ln in status.read_text().splitlines() if ln.startswith("Uid:"))
         except (OSError, StopIteration):
             continue
-        if 57000 <= int(uid.split()[1]) < 60000:
+        real = int(line.split()[1])
+        mine = real == uid if uid is not None else 57000 <= real < 60000
+        if mine:
             pids.append(int(status.parent.name))
     return pids
 
@@ -140,7 +144,7 @@ def test_escape_attempts_are_contained(env, tmp_path: Path) -> None:
     assert not Path(f"/usr/{marker}").exists()
     assert home_canary.read_text() == "secret-in-home"
     home_canary.unlink()
-    assert _sandbox_processes() == []
+    assert env.backend.uid is None or _sandbox_processes(env.backend.uid) == []
     # The next episode is clean: a fresh workspace.
     env.reset(seed=2)
     obs, *_ = env.step("ls -a /app /tmp")
