@@ -267,8 +267,8 @@ def fit_router(
         len(y_cal) < config.min_isotonic_steps or len(np.unique(y_cal)) < 2
     ):
         logger.warning(
-            "router: %d calibration steps (%d failing) are too few for isotonic calibration; "
-            "using temperature scaling",
+            "router: %d calibration steps (%d failing): too few, or one label only, for "
+            "isotonic calibration; using temperature scaling",
             len(y_cal),
             int(y_cal.sum()),
         )
