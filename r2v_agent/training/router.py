@@ -276,7 +276,7 @@ def fit_router(
     if calibration == "temperature":
         router.temperature = torch.tensor(fit_temperature(z_cal, y_cal))
     else:
-        kx, ky = fit_isotonic(p_cal, labels[is_calib])
+        kx, ky = fit_isotonic(p_cal, y_cal)
         router.iso_x, router.iso_y = (
             torch.tensor(kx, dtype=torch.float32),
             torch.tensor(ky, dtype=torch.float32),

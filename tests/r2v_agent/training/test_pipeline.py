@@ -33,6 +33,11 @@ def _r2v(*args: str) -> list[str]:
     return [sys.executable, "-m", "r2v_agent.cli", *args]
 
 
+def _run_r2v(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``r2v ARGS`` to completion, its output captured."""
+    return subprocess.run(_r2v(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.mark.timeout(1500)  # three pipeline runs and a counterfactual router stage
 def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     config = _config(tmp_path)
@@ -56,13 +61,7 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     assert not (run / "bc").exists()  # a killed stage leaves no final folder
     collect_marker = (run / "collect" / "stage.json").stat().st_mtime_ns
 
-    done = subprocess.run(
-        _r2v("pipeline", "--config", str(config)),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = _run_r2v("pipeline", "--config", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "== collect (skip: up to date)" in done.stdout
     assert (run / "collect" / "stage.json").stat().st_mtime_ns == collect_marker
@@ -84,35 +83,17 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     assert "| bc+dpo |" in report and "JS clean vs perturbed" in report
 
     # A third run changes nothing.
-    again = subprocess.run(
-        _r2v("pipeline", "--config", str(config)),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    again = _run_r2v("pipeline", "--config", str(config))
     assert again.returncode == 0 and again.stdout.count("skip: up to date") == 6
 
     # --until stops after that stage.
-    partial = subprocess.run(
-        _r2v("pipeline", "--config", str(config), "--until", "dpo"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    partial = _run_r2v("pipeline", "--config", str(config), "--until", "dpo")
     assert partial.returncode == 0, partial.stderr[-3000:]
     assert partial.stdout.count("skip: up to date") == 4 and "== router" not in partial.stdout
 
     # --from reruns that stage and the ones after it, whatever the hashes say.
     report_marker = (run / "report" / "stage.json").stat().st_mtime_ns
-    rerun = subprocess.run(
-        _r2v("pipeline", "--config", str(config), "--from", "report"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    rerun = _run_r2v("pipeline", "--config", str(config), "--from", "report")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert rerun.stdout.count("skip: up to date") == 5 and "== report (run)" in rerun.stdout
     assert (run / "report" / "stage.json").stat().st_mtime_ns != report_marker
@@ -121,13 +102,7 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     data = yaml.safe_load(config.read_text())
     data["router"]["label"] = "counterfactual"
     config.write_text(yaml.safe_dump(data))
-    cf = subprocess.run(
-        _r2v("train", "router", "--config", str(config)),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    cf = _run_r2v("train", "router", "--config", str(config))
     assert cf.returncode == 0, cf.stderr[-3000:]
     stats = json.loads((run / "router" / "stage.json").read_text())["stats"]
     assert stats["label"] == "counterfactual"
@@ -161,13 +136,7 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
 
 def test_single_stage_needs_its_inputs(tmp_path: Path) -> None:
     config = _config(tmp_path)
-    done = subprocess.run(
-        _r2v("train", "dpo", "--config", str(config)),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _run_r2v("train", "dpo", "--config", str(config), timeout=120)
     assert done.returncode == 2
     assert "needs stage 'collect'" in done.stderr
 
@@ -175,12 +144,6 @@ def test_single_stage_needs_its_inputs(tmp_path: Path) -> None:
 def test_bad_config_is_a_clear_cli_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("bc: {epochs: -1}\n")
-    done = subprocess.run(
-        _r2v("pipeline", "--config", str(path)),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _run_r2v("pipeline", "--config", str(path), timeout=120)
     assert done.returncode == 2
     assert "bc.epochs" in done.stderr and "Traceback" not in done.stderr
