@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from r2v_agent.errors import ConfigError
-from r2v_agent.policy.models import PRESETS, load_model_and_tokenizer
+from r2v_agent.policy.models import PRESETS, load_model_and_tokenizer, resolve_device
 from r2v_agent.policy.prompts import FORMATS, PromptFormat, Turn
 from r2v_agent.policy.sampler import TransformersPolicy
 from r2v_agent.router.baselines import Router
@@ -271,19 +271,30 @@ class RoutedAgent:
         seed: int = 0,
         family: str | None = None,
         quantize: str | None = "auto",
+        device: str | None = None,
     ) -> RoutedAgent:
         """A preset (``"tiny-random"``, ``"smollm2-135m"``: untrained router, rule verifier,
         :class:`OracleTeacher` unless ``teacher`` is given) or a saved agent directory.
 
-        ``quantize="auto"`` runs SmolLM2 int8-quantised on CPU (see :class:`TransformersPolicy`);
-        ``None`` keeps full precision."""
+        ``quantize="auto"`` runs SmolLM2 int8-quantised on CPU (see :class:`TransformersPolicy`)
+        and in full precision elsewhere; ``None`` keeps full precision. ``device`` places the
+        SLM (``"cuda"``, ``"auto"`` = a GPU when torch sees one; default: CPU)."""
         name = str(name_or_path)
+        device = resolve_device(device)
+        on_cpu = device == "cpu"
         if name in PRESETS:
             model, tokenizer = load_model_and_tokenizer(name, seed=seed)
-            mode = ("int8" if name == "smollm2-135m" else None) if quantize == "auto" else quantize
+            default = "int8" if name == "smollm2-135m" and on_cpu else None
+            mode = default if quantize == "auto" else quantize
             # A preset is saved by name, so its full-precision weights need not stay in memory.
             policy = TransformersPolicy(
-                model, tokenizer, k=k or 5, seed=seed, quantize=mode, keep_base=mode is None
+                model,
+                tokenizer,
+                k=k or 5,
+                seed=seed,
+                quantize=mode,
+                keep_base=mode is None,
+                device=device,
             )
             return cls(
                 policy,
@@ -310,7 +321,8 @@ class RoutedAgent:
         spec = config["policy"]
         source = spec.get("preset") or str(directory / spec["path"])
         model, tokenizer = load_model_and_tokenizer(source, seed=seed)
-        mode = spec.get("quantize") if quantize == "auto" else quantize
+        saved_mode = spec.get("quantize") if on_cpu else None  # int8 is CPU-only
+        mode = saved_mode if quantize == "auto" else quantize
         policy = TransformersPolicy(
             model,
             tokenizer,
@@ -319,6 +331,7 @@ class RoutedAgent:
             seed=seed,
             quantize=mode,
             keep_base=mode is None,
+            device=device,
         )
         verifier: LearnedVerifier | None = None
         if config.get("verifier", {}).get("type") == "LearnedVerifier":

@@ -57,6 +57,7 @@ class EvalSettings:
     ppo_rollouts: str | None = None
     ppo_cost: float = 0.3
     ppo_timesteps: int = 20_000
+    device: str | None = None  # where the SLM runs (resolve_device); None = CPU
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,13 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _load_agent(agent_dir: str, seed: int) -> Any:
-    if agent_dir not in _CACHE:
+def _load_agent(agent_dir: str, seed: int, device: str | None = None) -> Any:
+    key = f"agent:{agent_dir}:{device}"
+    if key not in _CACHE:
         from r2v_agent.agent import RoutedAgent
 
-        _CACHE[agent_dir] = RoutedAgent.from_pretrained(agent_dir, seed=seed)
-    return _CACHE[agent_dir]
+        _CACHE[key] = RoutedAgent.from_pretrained(agent_dir, seed=seed, device=device)
+    return _CACHE[key]
 
 
 def _env(settings: EvalSettings, z: int | None) -> Any:
@@ -118,7 +120,11 @@ def run_job(job: Job, settings: EvalSettings, random_rate: float | None = None) 
     from r2v_agent.training.episodes import play_episode
 
     spec = parse_method(job.method)
-    agent = _load_agent(settings.agent_dir, settings.seed) if spec.name != "llm" else None
+    agent = (
+        _load_agent(settings.agent_dir, settings.seed, settings.device)
+        if spec.name != "llm"
+        else None
+    )
     actor = build_actor(
         spec,
         agent,
@@ -345,7 +351,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ppo-cost", type=float, default=0.3)
     parser.add_argument("--ppo-timesteps", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="where the SLM runs: cpu (default), cuda, cuda:N, or auto (a GPU when torch sees one)",
+    )
     args = parser.parse_args(argv)
+    if args.device is not None:
+        from r2v_agent.policy.models import resolve_device
+
+        try:
+            resolve_device(args.device)  # a bad name fails here, not in every worker
+        except ConfigError as exc:
+            print(f"r2v eval: error: {exc}")
+            return 2
 
     env_id, kwargs, agent, perturbation, max_steps, n_seeds, tasks = None, {}, None, None, 20, 1, 10
     if args.config:
@@ -399,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         ray_address=args.ray_address,
         ppo_cost=args.ppo_cost,
         ppo_timesteps=args.ppo_timesteps,
+        device=args.device,
     )
     logging.basicConfig(level=logging.WARNING)
     try:

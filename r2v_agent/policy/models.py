@@ -23,7 +23,13 @@ from typing import Any
 
 from r2v_agent.errors import ConfigError
 
-__all__ = ["PRESETS", "load_model_and_tokenizer", "model_cache_dir", "build_tiny_random"]
+__all__ = [
+    "PRESETS",
+    "load_model_and_tokenizer",
+    "model_cache_dir",
+    "build_tiny_random",
+    "resolve_device",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +128,26 @@ def _smollm2_dir() -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def resolve_device(device: str | None) -> str:
+    """A torch device name: ``None`` -> ``"cpu"``; ``"auto"`` -> ``"cuda"`` when torch sees a
+    GPU, else ``"cpu"``; anything else is checked (a GPU name without a GPU is an error, not a
+    silent CPU run)."""
+    if device is None:
+        return "cpu"
+    torch = _import_torch()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {device!r} is not a torch device name: {exc}") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {device!r}: torch sees no GPU (torch.cuda.is_available() is False)"
+        )
+    return str(parsed)
 
 
 def load_model_and_tokenizer(name_or_path: str, *, seed: int = 0) -> tuple[Any, Any]:

@@ -42,6 +42,9 @@ class TransformersPolicy:
             int8 there wrecks a 135M model (see :func:`_int8`).
         keep_base: with ``quantize``, keep the full-precision weights as ``base_model`` (for
             saving or training); ``False`` quantises in place and frees them (less memory).
+        device: where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...); ``None`` leaves
+            it where it is. Only the forward passes run there: sampling draws from the CPU
+            generator, so a seed gives the same draws on every device. int8 is CPU-only.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class TransformersPolicy:
         seed: int = 0,
         quantize: str | None = None,
         keep_base: bool = True,
+        device: str | None = None,
     ) -> None:
         import torch
 
@@ -62,6 +66,14 @@ class TransformersPolicy:
             raise ValueError(f"k must be >= 1, got {k!r}")
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+        if device is not None:
+            model.to(torch.device(device))
+        self.device = next(model.parameters()).device
+        if quantize == "int8" and self.device.type != "cpu":
+            raise ValueError(
+                f"quantize='int8' runs on CPU only (torch's dynamic quantisation); the model is "
+                f"on {self.device}: use quantize=None there"
+            )
         self.torch = torch
         self.tokenizer = tokenizer
         self.vocab_rows = int(model.get_output_embeddings().weight.shape[0])
@@ -110,7 +122,7 @@ class TransformersPolicy:
         k = 1 if greedy else (k or self.k)
         limit = max_new_tokens or self.max_new_tokens
         start = time.perf_counter()
-        input_ids = self.encode(messages)
+        input_ids = self.encode(messages).to(self.device)
         newline = self._newline_mask() if single_line else None
         tokens: list[list[int]] = [[] for _ in range(k)]
         logps: list[list[float]] = [[] for _ in range(k)]
@@ -120,7 +132,7 @@ class TransformersPolicy:
         with torch.inference_mode():
             out = self.model(input_ids=input_ids, use_cache=True)
             cache = out["cache"] if "cache" in out else out["past_key_values"]
-            logits = out.logits[:, -1, :].float()
+            logits = out.logits[:, -1, :].float().cpu()
             if k > 1:  # share the prompt's cache across the K candidates
                 cache.batch_repeat_interleave(k)
                 logits = logits.expand(k, -1)
@@ -151,8 +163,9 @@ class TransformersPolicy:
                 steps += 1
                 if bool(finished.all()):
                     break
-                out = self.model(input_ids=nxt[:, None], use_cache=True, **{self._cache_arg: cache})
-                logits = out.logits[:, -1, :].float()
+                step_ids = nxt[:, None].to(self.device)
+                out = self.model(input_ids=step_ids, use_cache=True, **{self._cache_arg: cache})
+                logits = out.logits[:, -1, :].float().cpu()
         candidates = [
             Candidate(self.tokenizer.decode(t, skip_special_tokens=True).strip(), lp, en)
             for t, lp, en in zip(tokens, logps, ents, strict=True)
