@@ -220,36 +220,62 @@ def headline(rows: list[Row]) -> list[str]:
             # SLM-only and LLM-only are the entropy router's end points (threshold +inf / -inf).
             slm = next((r for r in here if r.name == "slm"), None)
             ends = [r for r in (slm, llm) if r is not None]
-            shares = [r.llm_share for r in entropy + ends]
-            successes = [r.success for r in entropy + ends]
-            matched = _share_at_success(shares, successes, r2v.success)
+            curve = [(r.llm_share, r.success, r.method) for r in entropy + ends]
+            matched = _share_at_success(curve, r2v.success)
             if matched is None:
                 lines.append(
                     f"- {env}: the entropy sweep never reaches R2V's success {_fmt(r2v.success)}."
                 )
-            elif matched == 0:
+            elif matched[0] == 0:
                 lines.append(
                     f"- {env}: R2V's success {_fmt(r2v.success)} is no higher than SLM-only's: "
                     "no LLM share is needed to match it."
                 )
             else:
+                share, where = matched
                 lines.append(
-                    f"- {env}: at R2V's success the entropy router needs LLM share {_fmt(matched)}; "
-                    f"R2V uses {_fmt(r2v.llm_share)} ({r2v.llm_share / matched:.2f}x)."
+                    f"- {env}: at R2V's success the entropy router needs LLM share {_fmt(share)} "
+                    f"({where}); R2V uses {_fmt(r2v.llm_share)} ({r2v.llm_share / share:.2f}x)."
+                )
+            at_share = _success_at_share(curve, r2v.llm_share)
+            if at_share is not None:
+                lines.append(
+                    f"- {env}: at R2V's LLM share {_fmt(r2v.llm_share)} the entropy router "
+                    f"reaches success {_fmt(at_share[0])} ({at_share[1]}); R2V {_fmt(r2v.success)}."
                 )
     return lines
 
 
-def _share_at_success(shares: list[float], successes: list[float], target: float) -> float | None:
-    """The smallest LLM share at which the (linearly interpolated) sweep reaches ``target``."""
-    points = sorted(zip(shares, successes, strict=True))
-    for (s0, y0), (s1, y1) in zip(points, points[1:], strict=False):
+#: A point of a router's success-vs-LLM-share curve: (LLM share, success, method).
+CurvePoint = tuple[float, float, str]
+
+
+def _share_at_success(curve: list[CurvePoint], target: float) -> tuple[float, str] | None:
+    """The smallest LLM share at which the (linearly interpolated) curve reaches ``target``,
+    and the measured points it comes from -- an interpolation towards LLM-only is a guess, and
+    the reader should see when the sweep has no point near R2V."""
+    points = sorted(curve)
+    for (s0, y0, a), (s1, y1, b) in zip(points, points[1:], strict=False):
         if y0 >= target:
-            return s0
-        if y1 >= target:
-            return s0 + (s1 - s0) * (target - y0) / (y1 - y0) if y1 != y0 else s1
+            return s0, f"measured: {a}"
+        if y1 == target:
+            return s1, f"measured: {b}"
+        if y1 > target:
+            return s0 + (s1 - s0) * (target - y0) / (y1 - y0), f"interpolated: {a} to {b}"
     if points and points[-1][1] >= target:
-        return points[-1][0]
+        return points[-1][0], f"measured: {points[-1][2]}"
+    return None
+
+
+def _success_at_share(curve: list[CurvePoint], share: float) -> tuple[float, str] | None:
+    """The curve's (linearly interpolated) success at ``share``, and the points it comes from."""
+    points = sorted(curve)
+    for s, y, a in points:
+        if s == share:
+            return y, f"measured: {a}"
+    for (s0, y0, a), (s1, y1, b) in zip(points, points[1:], strict=False):
+        if s0 < share < s1:
+            return y0 + (y1 - y0) * (share - s0) / (s1 - s0), f"interpolated: {a} to {b}"
     return None
 
 

@@ -103,8 +103,25 @@ def test_headline_matched_share_uses_slm_and_llm_as_sweep_ends() -> None:
     rows = build_rows(synthetic_records())
     text = "\n".join(headline(rows))
     # R2V 0.833 lies between entropy@0.2 (0.700 at 0.817) and LLM-only (0.967 at 1.0).
-    assert "entropy router needs LLM share 0.908" in text
+    assert "entropy router needs LLM share 0.908 (interpolated: entropy@0.2 to llm)" in text
+    # At R2V's share 0.367, between entropy@0.8 (0.367 at 0.125) and entropy@0.5 (0.533 at
+    # 0.567): 0.367 + 0.167 * (0.367 - 0.125) / (0.567 - 0.125) = 0.458.
+    assert "entropy router reaches success 0.458 (interpolated: entropy@0.8 to entropy@0.5)" in text
     # An R2V no better than SLM-only needs no LLM share at all.
     by_method = {r.method: r for r in rows}
     by_method["r2v"].success = by_method["slm"].success
     assert "is no higher than SLM-only's" in "\n".join(headline(rows))
+
+
+def test_matched_points_name_where_they_come_from() -> None:
+    from r2v_agent.evaluation.leaderboard import _share_at_success, _success_at_share
+
+    curve = [(0.0, 0.2, "slm"), (0.3, 0.6, "entropy@0.5"), (1.0, 1.0, "llm")]
+    assert _share_at_success(curve, 0.6) == (0.3, "measured: entropy@0.5")
+    share, where = _share_at_success(curve, 0.8)  # halfway from 0.6 to 1.0: share 0.65
+    assert share == pytest.approx(0.65) and where == "interpolated: entropy@0.5 to llm"
+    assert _share_at_success(curve, 1.01) is None
+    assert _success_at_share(curve, 0.3) == (0.6, "measured: entropy@0.5")
+    success, where = _success_at_share(curve, 0.15)  # halfway from 0.2 to 0.6
+    assert success == pytest.approx(0.4) and where == "interpolated: slm to entropy@0.5"
+    assert _success_at_share(curve[1:], 0.1) is None  # below the sweep: no guess
