@@ -250,7 +250,11 @@ def fit_router(
         optimiser.step()
         if epoch % max(1, config.epochs // 10) == 0 or epoch == config.epochs - 1:
             history.append(
-                {"epoch": epoch, "brier": float(per_step.mean()), "cvar": float(tail.detach())}
+                {
+                    "epoch": epoch,
+                    "brier": float(per_step.mean().detach()),
+                    "cvar": float(tail.detach()),
+                }
             )
     router.net.eval()
 
