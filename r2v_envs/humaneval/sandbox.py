@@ -98,6 +98,9 @@ class Sandbox:
         python: str | None = None,
     ) -> None:
         self.limits = limits or SandboxLimits()
+        #: The unprivileged uids this sandbox has run code under (a caller can check that
+        #: nothing of its own is left running without counting other jobs' sandboxes).
+        self.uids_used: set[int] = set()
         self.bwrap = shutil.which("bwrap")
         if use_bwrap and not self.bwrap:
             raise RuntimeError(
@@ -153,6 +156,7 @@ class Sandbox:
             (workdir / "payload.json").write_text(json.dumps(payload))
             shutil.copy(_RUNNER, workdir / "runner.py")
             if uid is not None:
+                self.uids_used.add(uid)
                 os.chown(workdir, uid, uid)
                 os.chmod(workdir, 0o700)
             stages = [float(load_time_limit), *(float(t) for t in time_limits)]
