@@ -13,10 +13,20 @@ from r2v_agent.training.config import STAGES, PipelineConfig
 CONFIGS = Path(__file__).resolve().parents[3] / "benchmarks" / "configs"
 
 
-@pytest.mark.parametrize("name", ["smoke.yaml", "demo.yaml", "textworld-cpu.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_shipped_configs_load(name: str) -> None:
     config = PipelineConfig.from_yaml(CONFIGS / name)
     assert config.run_dir.is_absolute()
+
+
+def test_the_fresh_textworld_config_reuses_the_first_four_stages() -> None:
+    # Its README tells users to link textworld-cpu's stage folders: only the router may differ.
+    base = PipelineConfig.from_yaml(CONFIGS / "textworld-cpu.yaml")
+    fresh = PipelineConfig.from_yaml(CONFIGS / "textworld-cpu-fresh.yaml")
+    for stage in ("collect", "bc", "verifier", "dpo"):
+        assert fresh.stage_hash(stage) == base.stage_hash(stage), stage
+    assert fresh.stage_hash("router") != base.stage_hash("router")
+    assert fresh.router.fresh_tasks and not base.router.fresh_tasks
 
 
 def test_every_field_is_documented() -> None:
