@@ -190,7 +190,10 @@ def _ray(jobs: list[Job], settings: EvalSettings, rate: float | None) -> Iterato
         )
         started = True
     try:
-        remote = ray.remote(num_cpus=1)(run_job)
+        # Ray hides GPUs from tasks that do not ask for one; a 135M SLM takes well under a
+        # quarter of a card, so four episodes share one.
+        on_gpu = (settings.device or "cpu").startswith("cuda")
+        remote = ray.remote(num_cpus=1, num_gpus=0.25 if on_gpu else 0)(run_job)
         pending = [remote.remote(job, settings, rate) for job in jobs]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
@@ -357,11 +360,12 @@ def main(argv: list[str] | None = None) -> int:
         help="where the SLM runs: cpu (default), cuda, cuda:N, or auto (a GPU when torch sees one)",
     )
     args = parser.parse_args(argv)
+    device = None
     if args.device is not None:
         from r2v_agent.policy.models import resolve_device
 
-        try:
-            resolve_device(args.device)  # a bad name fails here, not in every worker
+        try:  # a bad name fails here, not in every worker; "auto" is decided once, here
+            device = resolve_device(args.device)
         except ConfigError as exc:
             print(f"r2v eval: error: {exc}")
             return 2
@@ -418,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         ray_address=args.ray_address,
         ppo_cost=args.ppo_cost,
         ppo_timesteps=args.ppo_timesteps,
-        device=args.device,
+        device=device,
     )
     logging.basicConfig(level=logging.WARNING)
     try:
