@@ -54,7 +54,10 @@ def test_bc_lowers_the_action_loss(lora: bool, tmp_path: Path) -> None:
     examples = build_examples(views, tokenizer, max_tokens=96)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     lr = 1e-2 if lora else 3e-3
-    config = BCConfig(epochs=15, learning_rate=lr, batch_size=3, lora=lora, lora_rank=8)
+    # LoRA's loss is noisy at lr 1e-2 (one CI run ended 15 epochs at 0.954x its start, others at
+    # 0.91x): it trains twice as long so one spike cannot decide the test.
+    epochs = 30 if lora else 15
+    config = BCConfig(epochs=epochs, learning_rate=lr, batch_size=3, lora=lora, lora_rank=8)
     trained, stats = train_bc(model, tokenizer, examples, config, seed=0)
     # LoRA adapts a random tiny model far more slowly than full fine-tuning does.
     factor = 0.95 if lora else 0.7
