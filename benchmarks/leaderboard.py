@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from r2v_agent.errors import R2VAgentError
 from r2v_agent.evaluation.leaderboard import write_leaderboard
 
 
@@ -21,7 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results", nargs="+", help="episode JSONL files from benchmarks/run.py")
     parser.add_argument("--out", required=True, help="folder for the table and plots")
     args = parser.parse_args(argv)
-    print(write_leaderboard(args.results, args.out))
+    try:
+        print(write_leaderboard(args.results, args.out))
+    except (R2VAgentError, OSError) as exc:
+        print(f"leaderboard: error: {exc}", file=sys.stderr)
+        return 2
     print(f"written: {args.out}/leaderboard.md, leaderboard.csv, frontier.png, reliability.png")
     return 0
 

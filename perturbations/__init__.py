@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from perturbations.base import Perturbation
 from perturbations.distractor import Distractor
-from perturbations.errors import PerturbationError, PerturbationSpecError
+from perturbations.errors import PerturbationError, PerturbationSeedError, PerturbationSpecError
 from perturbations.flaky_tool import FlakyTool
 from perturbations.noisy import NoisyObservation
 from perturbations.registry import PERTURBATIONS, register_perturbation
@@ -33,4 +33,5 @@ __all__ = [
     "stack_spec",
     "PerturbationError",
     "PerturbationSpecError",
+    "PerturbationSeedError",
 ]

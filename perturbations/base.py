@@ -8,12 +8,37 @@ from typing import Any, ClassVar, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["Perturbation", "fresh_seed"]
+__all__ = ["Perturbation", "fresh_seed", "check_probability", "check_int", "check_seed"]
 
 
 def fresh_seed() -> int:
     """A random 63-bit seed, for when the caller gives none (it is kept, so runs can be logged)."""
     return secrets.randbits(63)
+
+
+def check_probability(owner: str, name: str, value: Any) -> float:
+    """``value`` as a probability; a non-number (a bool or a string too) or one outside [0, 1]
+    is a ``ValueError`` naming ``owner`` and the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{owner}: {name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_int(owner: str, name: str, value: Any, *, minimum: int) -> int:
+    """``value`` as an integer >= ``minimum``; floats (1.9), bools and strings are refused,
+    not rounded, with an error naming ``owner`` and the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_seed(value: Any) -> int:
+    """A perturbation seed: an integer >= 0 (NumPy's seed sequences take no negatives)."""
+    from perturbations.errors import PerturbationSeedError
+
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise PerturbationSeedError(f"a perturbation seed must be an integer >= 0, got {value!r}")
+    return int(value)
 
 
 class Perturbation(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructorArgs):
@@ -35,7 +60,7 @@ class Perturbation(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructorA
     def __init__(self, env: gym.Env[str, str], *, seed: int | None = None, stack_index: int = 0):
         super().__init__(env)
         # No seed: draw one now and keep it, so the run can still be logged and replayed.
-        self.perturbation_seed = int(seed) if seed is not None else fresh_seed()
+        self.perturbation_seed = check_seed(seed) if seed is not None else fresh_seed()
         self.stack_index = int(stack_index)
         self.rng = self._make_rng(None)
         self._step_index = 0

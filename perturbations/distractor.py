@@ -6,7 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from perturbations.base import Perturbation
+from perturbations.base import Perturbation, check_probability
 
 __all__ = ["Distractor", "IRRELEVANT", "INJECTIONS"]
 
@@ -47,14 +47,13 @@ class Distractor(Perturbation):
         position: str = "random",
         **kwargs: Any,
     ):
-        if not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"distractor: p must be in [0, 1], got {p!r}")
+        p = check_probability("distractor", "p", p)
         if kind not in KINDS:
             raise ValueError(f"distractor: kind must be one of {KINDS}, got {kind!r}")
         if position not in POSITIONS:
             raise ValueError(f"distractor: position must be one of {POSITIONS}, got {position!r}")
         super().__init__(env, **kwargs)
-        self.p = float(p)
+        self.p = p
         self.kind = kind
         self.where = position
 

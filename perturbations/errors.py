@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["PerturbationError", "PerturbationSpecError"]
+__all__ = ["PerturbationError", "PerturbationSpecError", "PerturbationSeedError"]
 
 
 class PerturbationError(Exception):
@@ -11,3 +11,7 @@ class PerturbationError(Exception):
 
 class PerturbationSpecError(PerturbationError, ValueError):
     """A perturbation spec string (or one of its parts) is malformed; the message names the part."""
+
+
+class PerturbationSeedError(PerturbationError, ValueError):
+    """A perturbation seed is not an integer >= 0; the message names the value."""

@@ -6,7 +6,7 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 
-from perturbations.base import Perturbation
+from perturbations.base import Perturbation, check_probability
 
 __all__ = ["FlakyTool"]
 
@@ -22,16 +22,16 @@ class FlakyTool(Perturbation):
 
     The agent sees an error observation, ``info["tool_error"]`` is ``True``, reward is 0 and the
     env state is unchanged (the info is that of the last real step). The failed call still spends
-    one step of the episode budget, so a flaky tool cannot stretch an episode forever.
+    one step of the episode budget (:meth:`r2v_envs.TextEnv.consume_step`), the same budget as
+    the limit given to ``gym.make``, so a flaky tool cannot stretch an episode past it.
     """
 
     name = "flaky_tool"
 
     def __init__(self, env: gym.Env[str, str], p: float = 0.1, **kwargs: Any):
-        if not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"flaky_tool: p must be in [0, 1], got {p!r}")
+        p = check_probability("flaky_tool", "p", p)
         super().__init__(env, **kwargs)
-        self.p = float(p)
+        self.p = p
         self._last_info: dict[str, Any] = {}
 
     @property
@@ -55,13 +55,12 @@ class FlakyTool(Perturbation):
             return obs, reward, terminated, truncated, info
         self._step_index += 1
         consume = getattr(self.env.unwrapped, "consume_step", None)
-        truncated = bool(consume()) if callable(consume) else False
-        info = self._own_events(self._last_info)
+        reward, truncated, spent = consume() if callable(consume) else (0.0, False, {})
+        # The state is unchanged: report the last real step's info, with the budget spent
+        # (and, when this was the last step, the env's final verdict).
+        info = self._own_events({**self._last_info, **spent})
         info["perturbations"] = []
         info["tool_error"] = True
         info["invalid_action"] = False
-        elapsed = getattr(self.env.unwrapped, "elapsed_steps", None)
-        if elapsed is not None:
-            info["elapsed_steps"] = elapsed
         self.record(info, action=action[:200])
-        return message, 0.0, False, truncated, info
+        return message, reward, False, truncated, info

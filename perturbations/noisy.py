@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from perturbations.base import Perturbation
+from perturbations.base import Perturbation, check_probability
 
 __all__ = ["NoisyObservation"]
 
@@ -29,12 +29,11 @@ class NoisyObservation(Perturbation):
         drop_line_rate: float = 0.0,
         **kwargs: Any,
     ):
-        for label, value in (("typo_rate", typo_rate), ("drop_line_rate", drop_line_rate)):
-            if not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"noisy: {label} must be in [0, 1], got {value!r}")
+        typo_rate = check_probability("noisy", "typo_rate", typo_rate)
+        drop_line_rate = check_probability("noisy", "drop_line_rate", drop_line_rate)
         super().__init__(env, **kwargs)
-        self.typo_rate = float(typo_rate)
-        self.drop_line_rate = float(drop_line_rate)
+        self.typo_rate = typo_rate
+        self.drop_line_rate = drop_line_rate
 
     @property
     def params(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from perturbations.base import Perturbation, fresh_seed
+from perturbations.base import Perturbation, check_seed, fresh_seed
 from perturbations.errors import PerturbationSpecError
 from perturbations.registry import PERTURBATIONS
 
@@ -61,8 +61,16 @@ def make_stack(
     Each wrapper's stream depends on ``(seed, its position, the env's reset seed)``: the same
     env seed and perturbation seed reproduce the same episode exactly.
     """
-    parts = parse_spec(spec) if isinstance(spec, str) else list(spec)
-    base = int(seed) if seed is not None else fresh_seed()
+    if isinstance(spec, str):
+        parts = parse_spec(spec)
+    elif isinstance(spec, list) and all(isinstance(p, PerturbationPart) for p in spec):
+        parts = list(spec)
+    else:
+        raise PerturbationSpecError(
+            "a perturbation spec is a str (e.g. 'flaky_tool(p=0.2)'; 'none' for no "
+            f"perturbation) or a list of PerturbationPart, got {spec!r}"
+        )
+    base = check_seed(seed) if seed is not None else fresh_seed()
     for index, part in enumerate(parts):
         try:
             env = part.cls(env, **part.kwargs, seed=base, stack_index=index)

@@ -6,7 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from perturbations.base import Perturbation
+from perturbations.base import Perturbation, check_probability
 
 __all__ = ["StaleObservation"]
 
@@ -21,10 +21,9 @@ class StaleObservation(Perturbation):
     name = "stale"
 
     def __init__(self, env: gym.Env[str, str], p: float = 0.1, **kwargs: Any):
-        if not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"stale: p must be in [0, 1], got {p!r}")
+        p = check_probability("stale", "p", p)
         super().__init__(env, **kwargs)
-        self.p = float(p)
+        self.p = p
         self._previous = ""
 
     @property

@@ -6,7 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from perturbations.base import Perturbation
+from perturbations.base import Perturbation, check_int
 
 __all__ = ["TruncateObservation", "truncate_text"]
 
@@ -51,12 +51,11 @@ class TruncateObservation(Perturbation):
     def __init__(
         self, env: gym.Env[str, str], max_chars: int = 400, mode: str = "tail", **kwargs: Any
     ):
-        if int(max_chars) < 1:
-            raise ValueError(f"truncate: max_chars must be >= 1, got {max_chars!r}")
+        max_chars = check_int("truncate", "max_chars", max_chars, minimum=1)
         if mode not in MODES:
             raise ValueError(f"truncate: mode must be one of {MODES}, got {mode!r}")
         super().__init__(env, **kwargs)
-        self.max_chars = int(max_chars)
+        self.max_chars = max_chars
         self.mode = mode
 
     @property

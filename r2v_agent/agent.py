@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,18 +22,29 @@ from r2v_agent.errors import ConfigError
 from r2v_agent.policy.models import PRESETS, load_model_and_tokenizer, resolve_device
 from r2v_agent.policy.prompts import FORMATS, PromptFormat, Turn
 from r2v_agent.policy.sampler import TransformersPolicy
-from r2v_agent.router.baselines import Router
+from r2v_agent.router.baselines import EntropyRouter, Router
 from r2v_agent.router.features import FEATURE_NAMES, compute_features, features_dict
-from r2v_agent.router.model import MLPRouter
+from r2v_agent.router.saving import load_router, save_router
 from r2v_agent.teacher.base import CallCost, Teacher
 from r2v_agent.teacher.openai_http import OpenAITeacher
 from r2v_agent.teacher.oracle import OracleTeacher
 from r2v_agent.verifier.learned import LearnedVerifier
 from r2v_agent.verifier.rules import RuleVerifier
 
-__all__ = ["RoutedAgent", "Decision", "AgentStats"]
+__all__ = ["RoutedAgent", "Decision", "AgentStats", "read_agent_config", "PRESET_THRESHOLD"]
+
+logger = logging.getLogger(__name__)
 
 CONFIG_VERSION = 1
+
+#: A preset has no trained router, and an untrained MLP's p_fail is noise. Until one is trained
+#: (``r2v pipeline``), the entropy router stands in: p_fail = 1 - exp(-H), H the chosen
+#: action's mean token entropy, so tau = 0.5 escalates when H > ln 2 = 0.69 nats.
+PRESET_THRESHOLD = 0.5
+PRESET_ROUTER_NOTE = (
+    "no trained router: the entropy baseline stands in (escalates when the chosen action's mean "
+    "token entropy exceeds ln 2 = 0.69 nats, tau = 0.5); train one with `r2v pipeline`"
+)
 _MAX_NEW_TOKENS = {"textworld": 16, "terminalbench": 64, "humaneval": 320}
 
 
@@ -53,6 +65,8 @@ class Decision:
     teacher_fallback: bool = False
     teacher_error: str | None = None
     slm_seconds: float = 0.0
+    router: str = ""  #: the router's type
+    router_note: str | None = None  #: set when a baseline stands in for an untrained router
 
 
 @dataclass
@@ -88,6 +102,8 @@ class RoutedAgent:
         max_steps: episode length used for the ``step_frac`` feature when ``info`` has none.
         verifier: scores candidates; ``None`` uses the per-family :class:`RuleVerifier`.
         history_chars: character budget of the prompt's history (``None``: the format's own).
+        router_note: why this router is used, when it is a stand-in (recorded in every
+            decision); presets set it, since they have no trained router.
     """
 
     def __init__(
@@ -102,6 +118,7 @@ class RoutedAgent:
         policy_source: str | None = None,
         verifier: RuleVerifier | LearnedVerifier | None = None,
         history_chars: int | None = None,
+        router_note: str | None = None,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
@@ -116,6 +133,7 @@ class RoutedAgent:
         self.policy_source = policy_source
         self.verifier = verifier
         self.history_chars = history_chars
+        self.router_note = router_note
         self.stats = AgentStats()
         self.last_decision: Decision | None = None
         self._turns: list[Turn] = []
@@ -211,17 +229,18 @@ class RoutedAgent:
             teacher_fallback=fallback,
             teacher_error=error,
             slm_seconds=sample.seconds,
+            router=type(self.router).__name__,
+            router_note=self.router_note,
         )
         return action
 
     # ------------------------------------------------------------------------------ save / load
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``config.json``, ``router.safetensors`` and the SLM (unless it is a preset)."""
+        """Write ``config.json``, the router (:mod:`r2v_agent.router.saving`: any savable
+        router, with its weights file if it has one) and the SLM (unless it is a preset)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        if not isinstance(self.router, MLPRouter):
-            raise ConfigError("save_pretrained saves learned routers (MLPRouter) only")
-        self.router.save(directory / "router.safetensors")
+        router_spec = save_router(self.router, directory)
         verifier_spec: dict[str, Any] = {"type": "RuleVerifier"}
         if isinstance(self.verifier, LearnedVerifier):
             self.verifier.save(directory / "verifier.safetensors")
@@ -248,7 +267,8 @@ class RoutedAgent:
                 "temperature": self.policy.temperature,
                 "quantize": self.policy.quantize,
             },
-            "router": self.router.spec(),
+            "router": router_spec,
+            "router_note": self.router_note,
             "verifier": verifier_spec,
             "history_chars": self.history_chars,
             "teacher": self.teacher.spec() if self.teacher else None,
@@ -273,8 +293,10 @@ class RoutedAgent:
         quantize: str | None = "auto",
         device: str | None = None,
     ) -> RoutedAgent:
-        """A preset (``"tiny-random"``, ``"smollm2-135m"``: untrained router, rule verifier,
-        :class:`OracleTeacher` unless ``teacher`` is given) or a saved agent directory.
+        """A preset (``"tiny-random"``, ``"smollm2-135m"``: the entropy router standing in for an
+        untrained one -- see :data:`PRESET_THRESHOLD`, a warning and ``last_decision.router_note``
+        say so --, the rule verifier, :class:`OracleTeacher` unless ``teacher`` is given) or a
+        saved agent directory (a malformed one raises :class:`ConfigError` naming the field).
 
         ``quantize="auto"`` runs SmolLM2 int8-quantised on CPU (see :class:`TransformersPolicy`)
         and in full precision elsewhere; ``None`` keeps full precision. ``device`` places the
@@ -296,13 +318,15 @@ class RoutedAgent:
                 keep_base=mode is None,
                 device=device,
             )
+            logger.warning("%s", PRESET_ROUTER_NOTE)
             return cls(
                 policy,
-                MLPRouter(seed=seed),
+                EntropyRouter(),
                 teacher or OracleTeacher(),
-                threshold=0.5 if threshold is None else threshold,
+                threshold=PRESET_THRESHOLD if threshold is None else threshold,
                 family=family,
                 policy_source=name,
+                router_note=PRESET_ROUTER_NOTE,
             )
         directory = Path(name)
         config_path = directory / "config.json"
@@ -311,15 +335,11 @@ class RoutedAgent:
                 f"{name!r} is neither a preset ({', '.join(PRESETS)}) nor a saved agent "
                 "directory with config.json"
             )
-        config = json.loads(config_path.read_text())
-        if config.get("format") != "r2v-agent" or config.get("version") != CONFIG_VERSION:
-            raise ConfigError(
-                f"{config_path} is not an r2v-agent config of version {CONFIG_VERSION}"
-            )
-        if config.get("feature_names") != list(FEATURE_NAMES):
-            raise ConfigError(f"{config_path} was saved with other router features")
+        config = read_agent_config(config_path)
         spec = config["policy"]
         source = spec.get("preset") or str(directory / spec["path"])
+        if "path" in spec and not (directory / spec["path"]).is_dir():
+            raise ConfigError(f"{config_path}: policy.path {spec['path']!r}: no such folder")
         model, tokenizer = load_model_and_tokenizer(source, seed=seed)
         saved_mode = spec.get("quantize") if on_cpu else None  # int8 is CPU-only
         mode = saved_mode if quantize == "auto" else quantize
@@ -334,41 +354,122 @@ class RoutedAgent:
             device=device,
         )
         verifier: LearnedVerifier | None = None
-        if config.get("verifier", {}).get("type") == "LearnedVerifier":
-            verifier = LearnedVerifier.load(directory / config["verifier"]["path"])
+        if config["verifier"].get("type") == "LearnedVerifier":
+            verifier_path = directory / config["verifier"]["path"]
+            if not verifier_path.is_file():
+                raise ConfigError(f"{config_path}: verifier.path: no such file {verifier_path}")
+            try:
+                verifier = LearnedVerifier.load(verifier_path)
+            except Exception as exc:  # a torn or foreign weights file
+                raise ConfigError(f"{verifier_path}: cannot load the verifier ({exc})") from exc
         return cls(
             policy,
-            MLPRouter.load(directory / "router.safetensors"),
-            teacher if teacher is not None else _teacher_from_spec(config.get("teacher")),
+            load_router(config["router"], directory),
+            teacher if teacher is not None else _teacher_from_spec(config["teacher"], config_path),
             threshold=config["threshold"] if threshold is None else threshold,
-            family=family or config.get("family"),
-            max_steps=config.get("max_steps", 50),
+            family=family or config["family"],
+            max_steps=config["max_steps"],
             policy_source=spec.get("preset"),
             verifier=verifier,
-            history_chars=config.get("history_chars"),
+            history_chars=config["history_chars"],
+            router_note=config["router_note"],
         )
 
     def decision_dict(self) -> dict[str, Any] | None:
         return asdict(self.last_decision) if self.last_decision else None
 
 
-def _teacher_from_spec(spec: dict[str, Any] | None) -> Teacher | None:
+def read_agent_config(path: Path) -> dict[str, Any]:
+    """Read and check a saved agent's ``config.json``; every problem is a :class:`ConfigError`
+    naming the file and the field. Optional fields are filled with their defaults."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: the top level must be a JSON object")
+    if config.get("format") != "r2v-agent" or config.get("version") != CONFIG_VERSION:
+        raise ConfigError(f"{path} is not an r2v-agent config of version {CONFIG_VERSION}")
+    if config.get("feature_names") != list(FEATURE_NAMES):
+        raise ConfigError(f"{path}: feature_names: saved with other router features")
+
+    def need(section: dict[str, Any], key: str, name: str, ok: Any, what: str) -> Any:
+        value = section.get(key)
+        if not ok(value):
+            raise ConfigError(f"{path}: {name} must be {what}, got {value!r}")
+        return value
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    policy = need(config, "policy", "policy", lambda v: isinstance(v, dict), "an object")
+    if not isinstance(policy.get("preset"), str) and not isinstance(policy.get("path"), str):
+        raise ConfigError(f"{path}: policy needs 'preset' (a name) or 'path' (a folder)")
+    if isinstance(policy.get("preset"), str) and policy["preset"] not in PRESETS:
+        raise ConfigError(f"{path}: policy.preset {policy['preset']!r} is not one of {PRESETS}")
+    need(policy, "k", "policy.k", lambda v: is_int(v) and v >= 1, "an integer >= 1")
+    need(policy, "temperature", "policy.temperature", lambda v: is_number(v) and v > 0, "> 0")
+    need(policy, "quantize", "policy.quantize", lambda v: v is None or isinstance(v, str), "a str")
+    need(config, "threshold", "threshold", lambda v: is_number(v) and 0 <= v <= 1, "in [0, 1]")
+    config.setdefault("router", {"type": "MLPRouter"})
+    need(config, "router", "router", lambda v: isinstance(v, dict), "an object")
+    need(config["router"], "type", "router.type", lambda v: isinstance(v, str), "a name")
+    config.setdefault("router_note", None)
+    need(config, "router_note", "router_note", lambda v: v is None or isinstance(v, str), "a str")
+    config.setdefault("verifier", {"type": "RuleVerifier"})
+    verifier = need(config, "verifier", "verifier", lambda v: isinstance(v, dict), "an object")
+    if verifier.get("type") == "LearnedVerifier":
+        need(verifier, "path", "verifier.path", lambda v: isinstance(v, str), "a file name")
+    config.setdefault("teacher", None)
+    teacher = need(
+        config, "teacher", "teacher", lambda v: v is None or isinstance(v, dict), "an object"
+    )
+    if teacher is not None:
+        need(teacher, "type", "teacher.type", lambda v: isinstance(v, str), "a name")
+    config.setdefault("family", None)
+    need(config, "family", "family", lambda v: v is None or v in FORMATS, f"one of {list(FORMATS)}")
+    config.setdefault("max_steps", 50)
+    need(config, "max_steps", "max_steps", lambda v: is_int(v) and v >= 1, "an integer >= 1")
+    config.setdefault("history_chars", None)
+    need(
+        config,
+        "history_chars",
+        "history_chars",
+        lambda v: v is None or (is_int(v) and v > 0),
+        "a positive integer or null",
+    )
+    return config
+
+
+def _teacher_from_spec(spec: dict[str, Any] | None, config_path: Path) -> Teacher | None:
     if spec is None:
         return None
-    if spec["type"] == "OracleTeacher":
-        return OracleTeacher(model=spec.get("model", "oracle"))
-    if spec["type"] == "OpenAITeacher":
-        import os
+    try:
+        if spec["type"] == "OracleTeacher":
+            return OracleTeacher(model=str(spec.get("model", "oracle")))
+        if spec["type"] == "OpenAITeacher":
+            import os
 
-        return OpenAITeacher(
-            spec["base_url"],
-            spec["model"],
-            timeout=spec["timeout"],
-            max_retries=spec["max_retries"],
-            api_key=os.environ.get("R2V_TEACHER_API_KEY"),
-        )
-    if spec["type"] == "TransformersTeacher":
-        from r2v_agent.teacher.local import TransformersTeacher
+            return OpenAITeacher(
+                spec["base_url"],
+                spec["model"],
+                timeout=spec["timeout"],
+                max_retries=spec["max_retries"],
+                api_key=os.environ.get("R2V_TEACHER_API_KEY"),
+            )
+        if spec["type"] == "TransformersTeacher":
+            from r2v_agent.teacher.local import TransformersTeacher
 
-        return TransformersTeacher(spec["model"])
-    raise ConfigError(f"unknown teacher type {spec['type']!r} in the saved config")
+            return TransformersTeacher(spec["model"])
+    except KeyError as exc:
+        raise ConfigError(f"{config_path}: teacher.{exc.args[0]} is missing") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{config_path}: teacher: {exc}") from None
+    raise ConfigError(f"{config_path}: teacher.type {spec['type']!r} is not a known teacher")

@@ -62,10 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--config", required=True)
     train.add_argument("--force", action="store_true")
     sub.add_parser("config", help="print every config field with its default and meaning")
+    from r2v_agent.evaluation import run as evaluation_run  # argparse only; nothing heavy
+
     ev = sub.add_parser(
-        "eval", help="run an evaluation sweep (see benchmarks/run.py --help)", add_help=False
+        "eval",
+        help="run a resumable evaluation sweep (the same options as benchmarks/run.py)",
+        description=evaluation_run.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ev.add_argument("rest", nargs=argparse.REMAINDER)
+    evaluation_run.add_arguments(ev)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -76,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             _print_fields(PipelineConfig)
             return 0
         if args.command == "eval":
-            from r2v_agent.evaluation.run import main as eval_main
-
-            return eval_main(args.rest)
+            return evaluation_run.run_from_args(args, ev)
         from r2v_agent.training.config import PipelineConfig
         from r2v_agent.training.pipeline import agent_dir, run_pipeline, run_stage
 

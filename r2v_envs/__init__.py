@@ -11,7 +11,7 @@ no heavy dependency is imported until an env is made)::
 
 from __future__ import annotations
 
-from gymnasium.envs.registration import register, registry
+from gymnasium.envs.registration import WrapperSpec, register, registry
 
 from r2v_envs.core import INFO_KEYS, StepOutcome, TextEnv, TextSpace
 
@@ -49,7 +49,15 @@ TEXTWORLD_IDS: tuple[str, ...] = tuple(i for i, (e, _) in _SPECS.items() if e ==
 HUMANEVAL_IDS: tuple[str, ...] = tuple(i for i, (e, _) in _SPECS.items() if e == _HUMANEVAL)
 TERMINALBENCH_IDS: tuple[str, ...] = tuple(i for i, (e, _) in _SPECS.items() if e == _TERMINALBENCH)
 
+# gym.make(id, max_episode_steps=N) puts TimeLimit(N) around the env; StepBudget, applied just
+# outside it, makes N the env's own limit, so steps that perturbations spend count against it too.
+_STEP_BUDGET = WrapperSpec("StepBudget", "r2v_envs.core:StepBudget", kwargs={})
+
 for _env_id, (_entry_point, _kwargs) in _SPECS.items():
     if _env_id not in registry:  # re-import (e.g. importlib.reload) must not raise
-        # The env enforces its own step limit (so perturbations can spend steps); no TimeLimit.
-        register(id=_env_id, entry_point=_entry_point, kwargs=dict(_kwargs))
+        register(
+            id=_env_id,
+            entry_point=_entry_point,
+            kwargs=dict(_kwargs),
+            additional_wrappers=(_STEP_BUDGET,),
+        )

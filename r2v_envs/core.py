@@ -23,7 +23,16 @@ from gymnasium.vector.utils import shared_memory as _shm
 
 from r2v_envs.errors import InvalidActionError
 
-__all__ = ["TextSpace", "SharedTextBatch", "TextEnv", "StepOutcome", "INFO_KEYS", "fit_text"]
+__all__ = [
+    "TextSpace",
+    "SharedTextBatch",
+    "TextEnv",
+    "StepOutcome",
+    "StepBudget",
+    "INFO_KEYS",
+    "fit_text",
+    "require_int",
+]
 
 #: Info keys every env fills on reset and on every step.
 INFO_KEYS: tuple[str, ...] = (
@@ -132,6 +141,14 @@ def _read_textspace_memory(space: TextSpace, shared_memory: Any, n: int = 1) -> 
     return SharedTextBatch(shared_memory, n, space.max_length)
 
 
+def require_int(owner: str, name: str, value: Any, *, minimum: int) -> int:
+    """``value`` as an integer >= ``minimum``. Floats (2.7), bools and strings are refused --
+    never rounded -- with a ``ValueError`` naming ``owner`` and the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def fit_text(text: str, max_chars: int, marker: str = "\n[... output truncated ...]") -> str:
     """Cap ``text`` at ``max_chars`` characters, ending with a visible marker when cut."""
     if len(text) <= max_chars:
@@ -179,13 +196,14 @@ class TextEnv(gym.Env[str, str]):
         expert_hints: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        if max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps!r}")
+        max_episode_steps = require_int(
+            type(self).__name__, "max_episode_steps", max_episode_steps, minimum=1
+        )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode={render_mode!r} is not one of {self.metadata['render_modes']}"
             )
-        self.max_episode_steps = int(max_episode_steps)
+        self.max_episode_steps = max_episode_steps
         self.expert_hints = bool(expert_hints)
         self.render_mode = render_mode
         self.observation_space = TextSpace(self.max_observation_chars)
@@ -217,6 +235,12 @@ class TextEnv(gym.Env[str, str]):
                 f"Invalid action: {len(action)} characters, more than the limit of "
                 f"{self.max_action_chars}."
             )
+        if "\x00" in action:  # a shell, a file or an interpreter would cut or drop it silently
+            return f"Invalid action: a NUL character at position {action.index(chr(0))}."
+        try:
+            action.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate, e.g. "\ud800"
+            return f"Invalid action: not valid Unicode text at position {exc.start}."
         return None
 
     def _current_info(self) -> dict[str, Any]:
@@ -275,16 +299,35 @@ class TextEnv(gym.Env[str, str]):
         info.update(outcome.info)
         return self._emit(outcome.observation), reward, outcome.terminated, truncated, info
 
-    def consume_step(self) -> bool:
+    def consume_step(self) -> tuple[float, bool, dict[str, Any]]:
         """Spend one step of the budget without acting (a tool call that never arrived).
 
-        Used by perturbations such as :class:`perturbations.FlakyTool`; returns ``True`` when the
-        step limit is now reached, i.e. the episode is truncated.
+        Used by perturbations such as :class:`perturbations.FlakyTool`, so a failed call counts
+        against the same limit as a real one. Returns ``(reward, truncated, info)``: when this
+        step exhausts the budget the episode is truncated and the env's end-of-budget handling
+        runs (:meth:`_on_step_limit`; TerminalBench grades the workspace there), so the final
+        ``success``/``score`` are reported as after any last step.
         """
+        if self._done:
+            raise RuntimeError("step() called after the episode ended; call reset() first")
         self.elapsed_steps += 1
         truncated = self.elapsed_steps >= self.max_episode_steps
-        self._done = self._done or truncated
-        return truncated
+        self._done = truncated
+        reward, success, extra = 0.0, False, self._current_info()
+        if truncated:
+            final = self._on_step_limit()
+            if final is not None:
+                reward = float(final.score) - self._score
+                self._score = float(final.score)
+                success, extra = final.success, final.info
+        info = self._base_info(success=success, tool_error=True)
+        info.update(extra)
+        return reward, truncated, info
+
+    def _on_step_limit(self) -> StepOutcome | None:
+        """The final outcome when a spent step (not an action) exhausts the budget; ``None``
+        keeps the state as it is (the default). Envs graded at the end override it."""
+        return None
 
     def render(self) -> str | None:
         if self.render_mode == "ansi":
@@ -307,8 +350,39 @@ class TextEnv(gym.Env[str, str]):
             "tool_error": bool(tool_error),
             "perturbations": [],
             "elapsed_steps": self.elapsed_steps,
+            "max_episode_steps": self.max_episode_steps,
         }
 
     def _emit(self, observation: str) -> str:
         self._last_obs = fit_text(observation, self.max_observation_chars)
         return self._last_obs
+
+
+class StepBudget(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructorArgs):
+    """Makes the step limit given to ``gym.make`` the env's own, single budget.
+
+    ``gym.make(id, max_episode_steps=N)`` wraps the env in Gymnasium's ``TimeLimit(N)``, whose
+    counter the env never sees: a limit above the env's default would not raise it, and a step
+    spent outside ``TimeLimit`` (a flaky tool call, :meth:`TextEnv.consume_step`) would not count
+    against ``N``. Every R2V id is registered with this wrapper right outside ``TimeLimit``: it
+    hands ``N`` to the env, whose counter -- real steps and spent ones alike -- then ends the
+    episode at ``N`` (``TimeLimit`` counts only the real steps, so it never ends one earlier).
+    Without ``max_episode_steps`` the env keeps its own limit (its kwarg or its default).
+    """
+
+    def __init__(self, env: gym.Env[str, str]) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+        limit = _time_limit_of(env)
+        base = env.unwrapped
+        if limit is not None and isinstance(base, TextEnv):
+            base.max_episode_steps = limit
+
+
+def _time_limit_of(env: gym.Env[Any, Any]) -> int | None:
+    """The ``max_episode_steps`` of the outermost ``TimeLimit`` in ``env``'s wrapper chain."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return int(env._max_episode_steps)
+        env = env.env
+    return None

@@ -7,6 +7,7 @@ __all__ = [
     "InvalidActionError",
     "TaskNotFoundError",
     "GameGenerationError",
+    "GameFileError",
     "MissingDependencyError",
 ]
 
@@ -28,6 +29,10 @@ class TaskNotFoundError(R2VEnvError, KeyError):
 
 class GameGenerationError(R2VEnvError, RuntimeError):
     """TextWorld could not generate or compile a game for the requested settings."""
+
+
+class GameFileError(R2VEnvError, ValueError):
+    """A ``game_file`` given to ``reset`` cannot be played as it is; the message says why."""
 
 
 class MissingDependencyError(R2VEnvError, ImportError):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from r2v_agent import metrics
+from r2v_agent.errors import ConfigError
 from r2v_agent.training.trajectories import read_episodes
 
 __all__ = [
@@ -67,10 +68,17 @@ class Row:
 
 
 def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every episode of the result files; a missing, unreadable or empty file is a
+    :class:`ConfigError` naming it (nothing is written for a table without episodes)."""
     records: dict[str, dict[str, Any]] = {}
     for path in paths:
+        if not Path(path).is_file():
+            raise ConfigError(f"result file {str(path)!r} does not exist")
+        before = len(records)
         for record in read_episodes(path):
             records[f"{path}:{record['episode_key']}"] = record
+        if len(records) == before:
+            raise ConfigError(f"result file {str(path)!r} holds no episode records")
     return list(records.values())
 
 
@@ -367,9 +375,9 @@ def plot_reliability(rows: list[Row], path: str | Path, method: str = "r2v") -> 
 
 
 def write_leaderboard(paths: list[str | Path], out_dir: str | Path) -> str:
+    rows = build_rows(load_records(paths))  # bad input fails before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = build_rows(load_records(paths))
     text = render_markdown(rows)
     (out_dir / "leaderboard.md").write_text(text)
     (out_dir / "leaderboard.csv").write_text(render_csv(rows))

@@ -32,7 +32,16 @@ from r2v_agent.errors import ConfigError
 from r2v_agent.evaluation.methods import MethodSpec, build_actor, parse_method
 from r2v_agent.training.trajectories import TrajectoryWriter, episode_keys, read_episodes
 
-__all__ = ["EvalSettings", "Job", "plan_jobs", "run_eval", "thresholds_for_shares", "main"]
+__all__ = [
+    "EvalSettings",
+    "Job",
+    "plan_jobs",
+    "run_eval",
+    "thresholds_for_shares",
+    "add_arguments",
+    "run_from_args",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -305,11 +314,18 @@ def thresholds_for_shares(
     elif name == "verifier":
         scores = VerifierRouter().p_fail(features)
     else:
-        from r2v_agent.router.model import MLPRouter
-
-        scores = MLPRouter.load(Path(agent_dir) / "router.safetensors").p_fail(features)
+        scores = _saved_router(agent_dir).p_fail(features)
     # Escalation happens when p_fail > tau, so tau at the (1 - share) quantile escalates `share`.
     return sorted({round(float(np.quantile(scores, 1.0 - s)), 6) for s in shares})
+
+
+def _saved_router(agent_dir: str | Path) -> Any:
+    """The router a saved agent directory holds (whatever its type)."""
+    from r2v_agent.agent import read_agent_config
+    from r2v_agent.router.saving import load_router
+
+    directory = Path(agent_dir)
+    return load_router(read_agent_config(directory / "config.json")["router"], directory)
 
 
 # ---------------------------------------------------------------------------- command line
@@ -317,10 +333,8 @@ def _parse_seeds(text: str) -> list[int | None]:
     return [None if s in ("none", "clean") else int(s) for s in text.split(",") if s]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="r2v eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The evaluation runner's options (``r2v eval`` and ``benchmarks/run.py`` share them)."""
     parser.add_argument(
         "--config", help="a pipeline config: env, perturbation, seeds and agent come from it"
     )
@@ -359,7 +373,18 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="where the SLM runs: cpu (default), cuda, cuda:N, or auto (a GPU when torch sees one)",
     )
-    args = parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="r2v eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv), parser)
+
+
+def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run the evaluation the parsed options describe; returns the exit code."""
     device = None
     if args.device is not None:
         from r2v_agent.policy.models import resolve_device

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from r2v_envs import fences
+
 __all__ = ["PromptFormat", "FORMATS", "format_for", "Turn"]
 
 
@@ -21,7 +23,6 @@ class Turn:
     action: str | None = None
 
 
-_FENCE = re.compile(r"```[ \t]*(?:python|py|bash|sh|shell)?[ \t]*\n(.*?)```", re.DOTALL | re.I)
 _LABELLED = re.compile(r"(?:^|\b)(?:action|command)\s*:\s*(.+)$", re.I)
 _PROMPT = re.compile(r"^\s*>\s*")
 
@@ -58,14 +59,15 @@ class PromptFormat:
         """The action in a model's reply, tolerating explanations around it."""
         text = reply.strip()
         if self.multiline_actions:
-            blocks = _FENCE.findall(text)
             if self.family == "humaneval":
-                if blocks:
-                    return f"```python\n{blocks[-1].strip()}\n```"
+                code = fences.last_block(text, fences.PYTHON)
+                if code is not None:
+                    return f"```python\n{code.strip()}\n```"
                 word = text.split()[0].lower() if text.split() else ""
                 return word if word in ("test", "submit") else text
-            if blocks:
-                return blocks[-1].strip()
+            command = fences.last_block(text)
+            if command is not None:
+                return command.strip()
         lines = [ln.strip().strip("`").strip() for ln in text.splitlines()]
         lines = [_PROMPT.sub("", ln) for ln in lines if ln]
         for line in lines:  # "Action: take knife" wins wherever it is

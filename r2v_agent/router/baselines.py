@@ -62,6 +62,7 @@ class RandomRouter(Router):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"rate must be in [0, 1], got {rate!r}")
         self.rate = float(rate)
+        self.seed = int(seed)
         self.rng = np.random.default_rng(seed)
 
     def p_fail(self, features: np.ndarray) -> np.ndarray:

@@ -6,10 +6,17 @@ a few hundred logged steps overfit the wider one); a temperature divides the log
 result (calibration, :mod:`r2v_agent.router.calibration`). Untrained, the
 statistics are identity and the weights random: scores lie in (0, 1), so tau = 0 always
 escalates and tau = 1 never does.
+
+A trained router clamps every feature to the range it saw in training before standardising. A
+feature with no spread there (``escalation_share`` is always 0 in SLM-only rollouts) would
+otherwise be divided by a tiny spread and reach the MLP hundreds of standard deviations out at
+run time; clamped, it cannot move the output at all, and in general the MLP is never asked to
+extrapolate. ``spec()`` records the rule and the features that were constant in training.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +26,8 @@ from r2v_agent.router.baselines import Router
 from r2v_agent.router.features import FEATURE_NAMES, N_FEATURES
 
 __all__ = ["MLPRouter"]
+
+logger = logging.getLogger(__name__)
 
 
 class MLPRouter(Router):
@@ -41,13 +50,29 @@ class MLPRouter(Router):
         # Isotonic calibration knots (empty: none).
         self.iso_x = torch.zeros(0)
         self.iso_y = torch.zeros(0)
+        # The training range of each feature; inputs are clamped to it (untrained: no clamp).
+        self.lo = torch.full((N_FEATURES,), -torch.inf)
+        self.hi = torch.full((N_FEATURES,), torch.inf)
+
+    def fit_input_range(self, features: Any) -> None:
+        """Standardisation statistics and clamp range from the training features ``(n, 15)``."""
+        self.mean = features.mean(0)
+        self.std = features.std(0).clamp_min(1e-3)
+        self.lo = features.min(0).values
+        self.hi = features.max(0).values
+
+    @property
+    def constant_features(self) -> list[str]:
+        """Features with no spread in training: clamped to their one value at run time."""
+        return [n for n, lo, hi in zip(FEATURE_NAMES, self.lo, self.hi, strict=True) if lo == hi]
 
     @property
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
 
     def logits(self, features: Any) -> Any:
-        x = (features - self.mean) / self.std.clamp_min(1e-6)
+        x = features.clamp(self.lo.to(features.dtype), self.hi.to(features.dtype))
+        x = (x - self.mean) / self.std.clamp_min(1e-6)
         return self.net(x).squeeze(-1) / self.temperature
 
     def p_fail(self, features: np.ndarray) -> np.ndarray:
@@ -70,6 +95,8 @@ class MLPRouter(Router):
             temperature=self.temperature,
             iso_x=self.iso_x,
             iso_y=self.iso_y,
+            lo=self.lo,
+            hi=self.hi,
         )
         return state
 
@@ -101,6 +128,14 @@ class MLPRouter(Router):
         )
         router.iso_x = state.get("iso_x", router.iso_x)
         router.iso_y = state.get("iso_y", router.iso_y)
+        if "lo" in state:
+            router.lo, router.hi = state["lo"], state["hi"]
+        else:
+            logger.warning(
+                "router at %s predates input clamping: features outside the training range "
+                "reach the MLP unclamped (retrain it to clamp them)",
+                path,
+            )
         return router
 
     def spec(self) -> dict[str, Any]:
@@ -110,4 +145,8 @@ class MLPRouter(Router):
             "parameters": self.n_parameters,
             "temperature": float(self.temperature),
             "isotonic_knots": int(self.iso_x.numel()),
+            "input_range": "clamped to the training range"
+            if bool(self.lo.isfinite().all())
+            else "unclamped",
+            "constant_features": self.constant_features,
         }

@@ -193,8 +193,13 @@ class PipelineConfig:
         import yaml
 
         path = Path(path)
+        if not path.is_file():
+            what = "is a folder, not a config file" if path.is_dir() else "does not exist"
+            raise ConfigError(f"config {str(path)!r} {what}")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):

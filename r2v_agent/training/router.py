@@ -230,8 +230,7 @@ def fit_router(
     xt = torch.tensor(x[is_train])
     yt = torch.tensor(labels[is_train])
     gt = torch.tensor(seeds[is_train])
-    router.mean = xt.mean(0)
-    router.std = xt.std(0).clamp_min(1e-3)
+    router.fit_input_range(xt)
     router.net.train()
     optimiser = torch.optim.Adam(
         router.net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -305,6 +304,8 @@ def fit_router(
         "cvar_alpha": config.cvar_alpha,
         "cvar_active": bool(active and config.cvar_weight > 0),
         "perturbation_seeds": int(len(np.unique(seeds))),
+        "input_range": "clamped to the training range",
+        "constant_features": router.constant_features,
         "training_curve": history,
         "calibration": calibration,
         "calibration_configured": config.calibration,

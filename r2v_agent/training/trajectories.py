@@ -159,7 +159,7 @@ def read_episodes(path: str | Path, *, validate: bool = True) -> Iterator[dict[s
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise TrajectoryError(
-                    f"{where}: not valid JSON ({exc.msg} at column {exc.colno})"
+                    f"{where}: not a whole JSON record (torn or edited?): {exc}"
                 ) from None
             yield validate_episode(record, where) if validate else record
 

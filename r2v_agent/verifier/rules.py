@@ -19,14 +19,13 @@ the prior is 0.5.
 from __future__ import annotations
 
 import ast
-import re
 import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["RuleVerifier"]
+from r2v_envs import fences
 
-_FENCE = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL | re.I)
+__all__ = ["RuleVerifier"]
 
 
 class RuleVerifier:
@@ -50,11 +49,11 @@ class RuleVerifier:
         if self.family == "humaneval":
             if text.lower() in ("test", "submit"):
                 return 0.60 if info.get("has_solution") else 0.20
-            blocks = _FENCE.findall(text)
-            if not blocks:
+            code = fences.last_block(text, fences.PYTHON)
+            if code is None:
                 return 0.10
             try:
-                ast.parse(blocks[-1])
+                ast.parse(code)
             except SyntaxError:
                 return 0.10
             return 0.70

@@ -58,6 +58,9 @@ def _encode(value, depth=0, budget=None):
         return {"complex": [value.real, value.imag]}
     if kind is bytes:
         return {"bytes": base64.b64encode(value).decode("ascii")}
+    numpy = sys.modules.get("numpy")  # an allowed package: report its values as Python's
+    if numpy is not None and _isinstance(value, (numpy.generic, numpy.ndarray)):
+        return _encode(value.tolist(), depth + 1, budget)
     raise _Unencodable("unsupported output type " + kind.__name__)
 
 
@@ -144,6 +147,7 @@ def main():
         write(dumps(record) + "\n")
         flush()
 
+    sys.path[:0] = payload.get("sys_path", [])  # the read-only allowed packages
     signal.signal(signal.SIGALRM, _on_alarm)
     sink = _CappedSink()
     real_stdout, real_stderr = sys.stdout, sys.stderr

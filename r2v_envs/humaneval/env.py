@@ -16,17 +16,15 @@ All agent code runs in :class:`~r2v_envs.humaneval.sandbox.Sandbox`.
 from __future__ import annotations
 
 import doctest
-import re
 from typing import Any
 
-from r2v_envs.core import StepOutcome, TextEnv
+from r2v_envs import fences
+from r2v_envs.core import StepOutcome, TextEnv, require_int
 from r2v_envs.humaneval.data import HumanEvalData, load_humaneval
 from r2v_envs.humaneval.grading import decode, grade_submission, outputs_match, time_limits
-from r2v_envs.humaneval.sandbox import RunResult, Sandbox, SandboxLimits
+from r2v_envs.humaneval.sandbox import DEFAULT_PACKAGES, RunResult, Sandbox, SandboxLimits
 
 __all__ = ["HumanEvalEnv", "extract_code"]
-
-_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
 INSTRUCTIONS = (
     "Complete the Python function above. Actions:\n"
@@ -37,9 +35,9 @@ INSTRUCTIONS = (
 
 
 def extract_code(action: str) -> str | None:
-    """The last fenced code block of ``action``, or ``None`` if it has none."""
-    blocks = _FENCE.findall(action)
-    return blocks[-1].strip("\n") + "\n" if blocks else None
+    """The last fenced Python block of ``action`` (:mod:`r2v_envs.fences`), or ``None``."""
+    code = fences.last_block(action, fences.PYTHON)
+    return code.strip("\n") + "\n" if code is not None else None
 
 
 class HumanEvalEnv(TextEnv):
@@ -51,6 +49,8 @@ class HumanEvalEnv(TextEnv):
         split: ``None``, ``"train"`` or ``"test"`` (see :mod:`r2v_envs.humaneval.data`).
         n_visible: how many base inputs ``test`` shows.
         sandbox_limits: resource limits of every sandboxed run.
+        sandbox_packages: packages the agent's code may import besides the standard library,
+            read-only in the sandbox (default ``("numpy",)``, as EvalPlus allows).
         max_episode_steps: step limit (default 8).
         expert_hints: ``info["expert_action"]``: first a write of the canonical solution, then
             ``submit``.
@@ -66,6 +66,7 @@ class HumanEvalEnv(TextEnv):
         split: str | None = None,
         n_visible: int = 3,
         sandbox_limits: SandboxLimits | None = None,
+        sandbox_packages: tuple[str, ...] | list[str] = DEFAULT_PACKAGES,
         max_episode_steps: int = 8,
         expert_hints: bool = False,
         render_mode: str | None = None,
@@ -78,8 +79,8 @@ class HumanEvalEnv(TextEnv):
         self.data: HumanEvalData = load_humaneval(True, allow_download)
         self.split = split
         self.task_ids = self.data.ids_for(split)
-        self.n_visible = int(n_visible)
-        self.sandbox = Sandbox(sandbox_limits)
+        self.n_visible = require_int("HumanEvalEnv", "n_visible", n_visible, minimum=1)
+        self.sandbox = Sandbox(sandbox_limits, packages=tuple(sandbox_packages))
         self._problem: dict[str, Any] = {}
         self._solution: str | None = None
 

@@ -16,6 +16,13 @@ Layers (each one reported by :meth:`Sandbox.describe`):
 The expected outputs never enter the sandbox: the child reports its outputs as data and the host
 compares them (:mod:`r2v_envs.humaneval.grading`). Without bubblewrap the sandbox still applies
 2-4 and logs a warning that network and file-system isolation are missing.
+
+**Importable packages.** Beyond the standard library, the code may import the packages named in
+``packages`` (default :data:`DEFAULT_PACKAGES`: numpy, which HumanEval solutions use and
+EvalPlus's own checker allows). Each is found in the host's environment and bound read-only at
+``/packages/<name>`` (with its bundled ``<name>.libs``); nothing else of the host's
+site-packages is visible. Values of those packages' scalar and array types are reported as the
+equivalent Python values.
 """
 
 from __future__ import annotations
@@ -37,11 +44,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SandboxLimits", "CallResult", "RunResult", "Sandbox"]
+__all__ = ["SandboxLimits", "CallResult", "RunResult", "Sandbox", "DEFAULT_PACKAGES"]
 
 logger = logging.getLogger(__name__)
 
 _RUNNER = Path(__file__).with_name("_runner.py")
+
+#: Packages agent code may import besides the standard library (read-only in the sandbox).
+DEFAULT_PACKAGES: tuple[str, ...] = ("numpy",)
 _uid_counter = itertools.count()
 
 
@@ -88,6 +98,9 @@ class Sandbox:
         use_bwrap: ``None`` = use bubblewrap when installed, ``True`` = require it.
         python: interpreter to run inside (default: this one's base installation; the runner
             needs the standard library only).
+        packages: top-level packages the code may import besides the standard library (see
+            the module docstring); ``()`` for the standard library only. A package that is
+            not installed on the host is a ``ValueError`` naming it.
     """
 
     def __init__(
@@ -96,8 +109,12 @@ class Sandbox:
         *,
         use_bwrap: bool | None = None,
         python: str | None = None,
+        packages: tuple[str, ...] | list[str] = DEFAULT_PACKAGES,
     ) -> None:
         self.limits = limits or SandboxLimits()
+        self.packages = tuple(packages)
+        #: host folder -> name under /packages (each package and its bundled ".libs")
+        self._package_dirs = _locate_packages(self.packages)
         #: The unprivileged uids this sandbox has run code under (a caller can check that
         #: nothing of its own is left running without counting other jobs' sandboxes).
         self.uids_used: set[int] = set()
@@ -121,6 +138,7 @@ class Sandbox:
             "bubblewrap": bool(self.bwrap),
             "unprivileged_uid": bool(self.setpriv),
             "limits": self.limits,
+            "packages": self.packages,
         }
 
     # ------------------------------------------------------------------------------ running
@@ -152,7 +170,12 @@ class Sandbox:
                 "time_limits": [float(t) for t in time_limits],
                 "load_time_limit": float(load_time_limit),
                 "stop_on_failure": stop_on_failure,
+                "sys_path": [self._packages_root(workdir)] if self._package_dirs else [],
             }
+            if self._package_dirs and not self.bwrap:  # no mounts: link them in instead
+                (workdir / "packages").mkdir()
+                for host, name in self._package_dirs.items():
+                    (workdir / "packages" / name).symlink_to(host)
             (workdir / "payload.json").write_text(json.dumps(payload))
             shutil.copy(_RUNNER, workdir / "runner.py")
             if uid is not None:
@@ -194,6 +217,10 @@ class Sandbox:
         if self.bwrap:
             command = self._bwrap_prefix(workdir) + command
         env = {"PATH": "/usr/bin:/bin", "HOME": inside, "TMPDIR": inside, "LANG": "C.UTF-8"}
+        # One BLAS thread: numpy's thread pool would spend the sandbox's process budget.
+        env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        # Set here, numpy's import need not putenv() it (the runner's guard disables putenv).
+        env["OPENBLAS_MAIN_FREE"] = "1"
         total = min(self.limits.max_wall_seconds, sum(stages) + self.limits.startup_seconds)
         cpu = int(total) + 1
         result_path = workdir / "result.jsonl"
@@ -318,6 +345,13 @@ class Sandbox:
             "--bind",
             str(workdir),
             "/sandbox",
+            # bwrap makes missing mount points 0700 (root's): the sandbox uid could not enter.
+            *(["--perms", "0755", "--dir", "/packages"] if self._package_dirs else []),
+            *(
+                arg
+                for host, name in self._package_dirs.items()
+                for arg in ("--ro-bind", host, f"/packages/{name}")
+            ),
             "--tmpfs",
             "/tmp",
             "--proc",
@@ -330,6 +364,9 @@ class Sandbox:
         if self.setpriv:
             prefix += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         return prefix
+
+    def _packages_root(self, workdir: Path) -> str:
+        return "/packages" if self.bwrap else str(workdir / "packages")
 
     def _limit(self, cpu_seconds: int) -> None:
         limits = self.limits
@@ -357,3 +394,23 @@ class Sandbox:
             / f"python{sys.version_info.major}.{sys.version_info.minor}"
         )
         return str(candidate if candidate.exists() else Path(sys.executable).resolve())
+
+
+def _locate_packages(names: tuple[str, ...]) -> dict[str, str]:
+    """The host folders of ``names`` (and their auditwheel ``<name>.libs``), for binding."""
+    import importlib.util
+
+    found: dict[str, str] = {}
+    for name in names:
+        spec = importlib.util.find_spec(name) if name.isidentifier() else None
+        if spec is None or not spec.submodule_search_locations:
+            raise ValueError(
+                f"sandbox package {name!r} is not an installed package (importable packages "
+                "must be installed in this Python environment)"
+            )
+        folder = Path(next(iter(spec.submodule_search_locations))).resolve()
+        found[str(folder)] = name
+        libs = folder.with_name(f"{name}.libs")
+        if libs.is_dir():
+            found[str(libs)] = libs.name
+    return found

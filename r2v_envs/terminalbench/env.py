@@ -146,6 +146,10 @@ class TerminalBenchEnv(TextEnv):
             return graded
         return StepOutcome(obs, 0.0, info=info)
 
+    def _on_step_limit(self) -> StepOutcome:
+        # A spent step (a flaky tool call) used up the budget: grade what the agent left.
+        return self._grade("step limit reached")
+
     # ----------------------------------------------------------------------------- grading
     def _grade(self, why: str) -> StepOutcome:
         assert self._task is not None

@@ -16,9 +16,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from r2v_envs.core import StepOutcome, TextEnv
-from r2v_envs.errors import MissingDependencyError, TaskNotFoundError
+from r2v_envs.core import StepOutcome, TextEnv, require_int
+from r2v_envs.errors import GameFileError, MissingDependencyError, TaskNotFoundError
 from r2v_envs.textworld.games import SUITES, GameSpec, ensure_game, split_seed
+from r2v_envs.textworld.storyfile import check_story_file
 
 __all__ = ["TextWorldEnv", "clean_feedback"]
 
@@ -81,7 +82,9 @@ class TextWorldEnv(TextEnv):
             raise ValueError(f"unknown TextWorld suite {suite!r}; choose from {sorted(SUITES)}")
         self.suite = suite
         self.difficulty = (
-            SUITES[suite].default_difficulty if difficulty is None else int(difficulty)
+            SUITES[suite].default_difficulty
+            if difficulty is None
+            else require_int("TextWorldEnv", "difficulty", difficulty, minimum=1)
         )
         # Validate suite/difficulty now rather than at the first reset.
         GameSpec(suite, self.difficulty, 0)
@@ -101,6 +104,7 @@ class TextWorldEnv(TextEnv):
             path = Path(options["game_file"]).expanduser()
             if not path.is_file():
                 raise TaskNotFoundError(f"game_file {str(path)!r} does not exist")
+            check_story_file(path)  # a bad file would end the process inside the interpreter
             task_id = f"file:{path.name}"
         else:
             if "task_id" in options:
@@ -179,6 +183,16 @@ class TextWorldEnv(TextEnv):
             warnings.filterwarnings("ignore", message=".*is not fully supported.*")
             self._game = textworld.start(str(path), request_infos=request)
         self._game_path = path
+        # Without the .json, textworld plays the file through Jericho alone (no wrappers).
+        if not self._has_json and not self._game._jericho.is_fully_supported:
+            # Neither TextWorld's metadata nor Jericho's knowledge of the game: it would play with
+            # a score of 0 and never report its win.
+            self.close()
+            raise GameFileError(
+                f"game_file {str(path)!r}: no TextWorld metadata ({path.with_suffix('.json').name} "
+                "beside it) and Jericho does not know the game, so its score and win cannot be "
+                "read; keep the .json that tw-make wrote next to the .z8"
+            )
 
     @staticmethod
     def _max_of(state: Any) -> float:

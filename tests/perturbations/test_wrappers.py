@@ -167,9 +167,9 @@ def test_stale_observation_repeats_the_previous_one() -> None:
     [
         ("flaky(p=0.2)", "unknown perturbation 'flaky'"),
         ("flaky_tool(q=0.2)", "no argument 'q'"),
-        ("flaky_tool(p=1.5)", "p must be in [0, 1]"),
+        ("flaky_tool(p=1.5)", "p must be a number in [0, 1]"),
         ("truncate(mode=sideways)", "mode must be one of"),
-        ("truncate(max_chars=0)", "max_chars must be >= 1"),
+        ("truncate(max_chars=0)", "max_chars must be an integer >= 1"),
         ("flaky_tool(0.2)", "must be named"),
         ("flaky_tool(p=0.1)+", "cannot parse"),
         ("flaky_tool(p=__import__('os'))", "not a literal"),

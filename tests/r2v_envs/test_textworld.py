@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import r2v_envs
-from r2v_envs.errors import InvalidActionError, TaskNotFoundError
+from r2v_envs.errors import GameFileError, InvalidActionError, TaskNotFoundError
 from r2v_envs.textworld.games import GameSpec, ensure_game, split_seed
 
 
@@ -143,12 +144,16 @@ def test_task_id_and_game_file_options(tmp_path: Path) -> None:
     obs_b, info_b = env.reset(options={"game_file": str(path)})
     assert obs_a == obs_b and info_b["task_id"] == f"file:{path.name}"
     assert info_b["admissible_actions"]
-    # A bare Z-machine file (no TextWorld .json beside it) still plays.
+    # A TextWorld game without its .json would play with score 0 and never report its win
+    # (Jericho does not know generated games): refused, naming the file and the fix.
     bare = tmp_path / "bare.z8"
     bare.write_bytes(path.read_bytes())
-    obs_c, info_c = env.reset(options={"game_file": str(bare)})
-    assert info_c["admissible_actions"] is None
-    assert env.step("look")[0]
+    with pytest.raises(GameFileError, match=r"bare\.z8.*no TextWorld metadata.*bare\.json"):
+        env.reset(options={"game_file": str(bare)})
+    # The same file with its metadata beside it plays and scores.
+    shutil.copy(path.with_suffix(".json"), tmp_path / "bare.json")
+    _, info_c = env.reset(options={"game_file": str(bare)})
+    assert info_c["max_score"] > 0 and info_c["admissible_actions"]
     with pytest.raises(TaskNotFoundError, match="nope"):
         env.reset(options={"game_file": str(tmp_path / "nope.z8")})
     with pytest.raises(TaskNotFoundError, match="bogus"):
@@ -209,3 +214,57 @@ def test_cache_dir_env_var_is_honoured(tmp_path: Path) -> None:
     # an Inform/ folder there).
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "home"]
     assert list(home.iterdir()) == []
+
+
+_BAD_FILES_PROBE = """
+import json, sys
+import gymnasium as gym
+import r2v_envs
+from r2v_envs.errors import GameFileError
+env = gym.make("R2V/TextWorld-v0").unwrapped
+out = {}
+for path in sys.argv[1:]:
+    try:
+        env.reset(options={"game_file": path})
+        out[path] = "played"
+    except GameFileError as exc:
+        out[path] = "GameFileError: " + str(exc)
+print(json.dumps(out))
+"""
+
+
+def test_bad_game_files_raise_an_error_naming_the_file(tmp_path: Path) -> None:
+    """Empty, non-game, truncated and corrupted files used to end the whole process inside the
+    interpreter ("Fatal error: Story file read error"); now each is a GameFileError. The probe
+    runs in a subprocess so that a miss fails this test instead of killing the test session."""
+    good = ensure_game(GameSpec("treasure_hunter", 3, 11))
+    data = good.read_bytes()
+    files = {
+        "empty.z8": b"",
+        "text.z8": b"this is not a story file\n" * 10,
+        "truncated.z8": data[: len(data) // 3],
+        "corrupted.z8": data[:5000] + bytes([data[5000] ^ 0xFF]) + data[5001:],
+        "game.ulx": data,
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+        shutil.copy(good.with_suffix(".json"), (tmp_path / name).with_suffix(".json"))
+    paths = [str(tmp_path / n) for n in files]
+    run = subprocess.run(
+        [sys.executable, "-c", _BAD_FILES_PROBE, *paths],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    verdicts = json.loads(run.stdout.strip().splitlines()[-1])
+    expected = {
+        "empty.z8": "shorter than a Z-machine header",
+        "text.z8": "not a Z-machine version",
+        "truncated.z8": "truncated",
+        "corrupted.z8": "corrupted",
+        "game.ulx": "not a Z-machine story file",
+    }
+    for name, why in expected.items():
+        verdict = verdicts[str(tmp_path / name)]
+        assert verdict.startswith("GameFileError") and name in verdict and why in verdict

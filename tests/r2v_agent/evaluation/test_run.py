@@ -196,10 +196,9 @@ def test_thresholds_for_shares_escalate_those_shares(
 ) -> None:
     import numpy as np
 
-    from r2v_agent.evaluation.run import thresholds_for_shares
+    from r2v_agent.evaluation.run import _saved_router, thresholds_for_shares
     from r2v_agent.router.baselines import EntropyRouter, VerifierRouter
     from r2v_agent.router.features import FEATURE_NAMES
-    from r2v_agent.router.model import MLPRouter
 
     log = _slm_rollouts(tiny_agent_dir, tmp_path / "rollouts.jsonl", max_steps=12)
     # The untrained tiny model's scores agree to 1e-6, finer than a method key's 6 decimals:
@@ -217,7 +216,7 @@ def test_thresholds_for_shares_escalate_those_shares(
     scorer = {
         "entropy": EntropyRouter(),
         "verifier": VerifierRouter(),
-        "r2v": MLPRouter.load(tiny_agent_dir / "router.safetensors"),
+        "r2v": _saved_router(tiny_agent_dir),
     }[router]
     x = np.asarray(
         [[s["features"][f] for f in FEATURE_NAMES] for r in read_episodes(log) for s in r["steps"]],

@@ -82,3 +82,39 @@ def test_sharp_temperature_keeps_the_ranking() -> None:
     logits = router.logits(torch.tensor(x)).detach().numpy()
     p = router.p_fail(x)
     assert np.all(np.argsort(p[logits > 0]) == np.argsort(logits[logits > 0]))
+
+
+def test_a_feature_constant_in_training_cannot_move_p_fail() -> None:
+    """escalation_share is 0 in every SLM-only step; an escalation at run time must not swing
+    the router (before the clamp, 1.0 reached the MLP ~1000 standard deviations out)."""
+    episodes, labels = _episodes(12)
+    share = FEATURE_NAMES.index("escalation_share")
+    for episode in episodes:
+        for step in episode["steps"]:
+            step["features"]["escalation_share"] = 0.0
+    router, report, _ = fit_router(episodes, labels, RouterConfig(epochs=200), seed=0)
+    assert report["constant_features"] == ["escalation_share"]
+    assert router.spec()["constant_features"] == ["escalation_share"]
+    assert router.spec()["input_range"] == "clamped to the training range"
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, len(FEATURE_NAMES))).astype(np.float32)
+    x[:, share] = 0.0
+    base = router.p_fail(x)
+    for value in (0.25, 0.5, 1.0, -3.0):
+        x[:, share] = value
+        np.testing.assert_array_equal(router.p_fail(x), base)
+    # A feature that varied in training still moves it.
+    x[:, 0] += 3.0
+    assert not np.allclose(router.p_fail(x), base)
+
+
+def test_input_range_survives_save_and_load(tmp_path) -> None:
+    from r2v_agent.router.model import MLPRouter
+
+    episodes, labels = _episodes(12)
+    router, _, _ = fit_router(episodes, labels, RouterConfig(epochs=50), seed=0)
+    router.save(tmp_path / "router.safetensors")
+    loaded = MLPRouter.load(tmp_path / "router.safetensors")
+    x = np.full((3, len(FEATURE_NAMES)), 50.0, dtype=np.float32)  # far outside training
+    np.testing.assert_array_equal(loaded.p_fail(x), router.p_fail(x))
+    assert loaded.spec()["input_range"] == "clamped to the training range"

@@ -109,7 +109,7 @@ def test_writer_refuses_an_invalid_episode(tmp_path: Path) -> None:
 def test_bad_json_line_is_named(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     path.write_text(json.dumps(episode()) + "\n{not json\n")
-    with pytest.raises(TrajectoryError, match=r"t\.jsonl:2: not valid JSON"):
+    with pytest.raises(TrajectoryError, match=r"t\.jsonl:2: not a whole JSON record"):
         list(read_episodes(path))
     with pytest.raises(TrajectoryError, match="must be a JSON object"):
         validate_episode([1, 2])

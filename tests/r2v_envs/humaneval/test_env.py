@@ -4,9 +4,11 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import pytest
 from gymnasium.utils.env_checker import check_env
 
 from r2v_envs.humaneval.data import load_humaneval, split_of
@@ -144,3 +146,63 @@ def test_random_actions_never_crash_the_env() -> None:
             _, _, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
     assert time.monotonic() - start < 900
+
+
+_NUMPY_SOLUTION = """```python
+import numpy as np
+from typing import List
+
+
+def has_close_elements(numbers: List[float], threshold: float) -> bool:
+    a = np.sort(np.asarray(numbers, dtype=float))
+    return bool(len(a) > 1 and np.any(np.diff(a) < threshold))
+```"""
+
+
+@needs_bwrap
+def test_a_correct_numpy_solution_passes_as_in_evalplus() -> None:
+    """It used to fail with ModuleNotFoundError (EvalPlus itself passes it)."""
+    env = gym.make("R2V/HumanEvalPlus-v0")
+    env.reset(options={"task_id": "HumanEval/0"})
+    env.step(_NUMPY_SOLUTION)
+    _, reward, terminated, _, info = env.step("submit")
+    env.close()
+    assert terminated and info["success"] and info["base_pass"] and info["plus_pass"]
+    assert reward == 1.0
+
+
+@needs_bwrap
+def test_sandbox_packages_are_a_configurable_read_only_set(tmp_path) -> None:
+    from r2v_envs.humaneval.sandbox import DEFAULT_PACKAGES, Sandbox
+
+    assert DEFAULT_PACKAGES == ("numpy",)
+    env = gym.make("R2V/HumanEvalPlus-v0", sandbox_packages=())
+    env.reset(options={"task_id": "HumanEval/0"})
+    env.step(_NUMPY_SOLUTION)
+    obs, *_ = env.step("test")
+    env.close()
+    assert "No module named 'numpy'" in obs
+    import numpy
+
+    init = Path(numpy.__file__)
+    before = init.read_bytes()
+    sandbox = Sandbox()
+    probe = (
+        "import os\n"
+        "def f(which):\n"
+        "    if which == 'write':\n"
+        "        open('/packages/numpy/__init__.py', 'a').write('x')\n"
+        "    if which == 'yaml':\n"
+        "        import yaml\n"  # installed on the host, not allowed
+        "    return sorted(os.listdir('/packages'))\n"
+    )
+    run = sandbox.run_calls(
+        probe, "f", [["list"], ["write"], ["yaml"]], [5.0] * 3, stop_on_failure=False
+    )
+    listed, write, other = run.calls
+    assert listed.status == "ok" and set(listed.output["flat_list"]) <= {"numpy", "numpy.libs"}
+    assert write.status == "error" and ("Read-only" in write.error or "denied" in write.error)
+    assert init.read_bytes() == before
+    assert other.status == "error" and "No module named 'yaml'" in other.error
+    with pytest.raises(ValueError, match="'no_such_package_r2v' is not an installed package"):
+        Sandbox(packages=("no_such_package_r2v",))
