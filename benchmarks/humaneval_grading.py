@@ -26,6 +26,18 @@ import r2v_envs  # noqa: F401
 from r2v_envs.humaneval.data import load_humaneval
 
 
+FIND_ZERO_TASK = "HumanEval/32"
+# Checked in EvalPlus 0.3.1's source (evalplus/eval/__init__.py, the special oracles): for
+# find_zero it asserts |poly(x)| <= atol and then `continue`s past `details[i] = True`, so no
+# input of that task is ever recorded as passed. Deterministic, not a timeout.
+FIND_ZERO_NOTE = (
+    "EvalPlus 0.3.1's find_zero oracle skips recording a pass for every input (a `continue` "
+    "before `details[i] = True`), so it fails every find_zero solution, the canonical one "
+    "included; this is deterministic, not a timeout. Our grader applies the same |poly(x)| <= "
+    "atol oracle and records the result."
+)
+
+
 def ours(samples: list[dict], workers: int) -> dict[str, bool]:
     # Each sandboxed run is a subprocess, so threads give real parallelism here.
     envs = [gym.make("R2V/HumanEvalPlus-v0").unwrapped for _ in range(workers)]
@@ -117,6 +129,8 @@ def main() -> None:
             f"  disagree on {task_id}: ours={'pass' if mine[task_id] else 'fail'}, "
             f"EvalPlus={'pass' if theirs[task_id] else 'fail'}"
         )
+        if task_id == FIND_ZERO_TASK and mine[task_id]:
+            print(f"    {FIND_ZERO_NOTE}")
     # EvalPlus leaves a non-daemon watcher thread behind; make sure the table is out first.
     sys.stdout.flush()
 

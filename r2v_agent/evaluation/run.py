@@ -39,6 +39,7 @@ __all__ = [
     "run_eval",
     "thresholds_for_shares",
     "add_arguments",
+    "relative_to_results",
     "run_from_args",
     "main",
 ]
@@ -159,7 +160,8 @@ def run_job(job: Job, settings: EvalSettings, random_rate: float | None = None) 
             "method": spec.name,
             "point": spec.point if not spec.match else random_rate,
             "threshold": getattr(actor, "threshold", None),
-            "agent_dir": settings.agent_dir,
+            # Relative to the results file: committed records carry no machine's paths.
+            "agent_dir": relative_to_results(settings.agent_dir, settings.out),
             "split": settings.split,
             "env_kwargs": settings.env_kwargs,
         },
@@ -319,6 +321,12 @@ def thresholds_for_shares(
     return sorted({round(float(np.quantile(scores, 1.0 - s)), 6) for s in shares})
 
 
+def relative_to_results(path: str | Path, results_file: str | Path) -> str:
+    """``path`` relative to the folder of ``results_file`` (``"../../runs/x/agent"``), so the
+    records and settings of a run can be committed and moved without a machine's paths."""
+    return os.path.relpath(Path(path).resolve(), Path(results_file).resolve().parent)
+
+
 def _saved_router(agent_dir: str | Path) -> Any:
     """The router a saved agent directory holds (whatever its type)."""
     from r2v_agent.agent import read_agent_config
@@ -455,6 +463,10 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     except ConfigError as exc:
         print(f"r2v eval: error: {exc}")
         return 2
-    (Path(path).with_suffix(".settings.json")).write_text(json.dumps(asdict(settings), indent=2))
+    recorded = asdict(settings)
+    for key in ("agent_dir", "out", "ppo_path", "ppo_rollouts"):
+        if recorded[key] is not None:
+            recorded[key] = relative_to_results(recorded[key], path)
+    (Path(path).with_suffix(".settings.json")).write_text(json.dumps(recorded, indent=2))
     print(f"results: {path}")
     return 0

@@ -142,7 +142,7 @@ def train_bc(
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimiser.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))  # float() of a grad tensor warns
                 bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
                 bar.update(1)
     if config.lora:

@@ -225,6 +225,14 @@ def fit_router(
     is_test = np.isin(tasks, list(test_tasks))
     is_train = ~(is_calib | is_test)
 
+    one_label = len(np.unique(labels[is_train])) < 2
+    if one_label:
+        logger.warning(
+            "router: every training step has the label %d (failure rate %.2f): the router cannot "
+            "rank steps, so its p_fail is constant and tau escalates all of them or none",
+            int(labels[is_train][0]),
+            float(labels[is_train].mean()),
+        )
     torch.manual_seed(seed)
     router = MLPRouter(hidden=config.hidden, seed=seed)
     xt = torch.tensor(x[is_train])
@@ -300,6 +308,7 @@ def fit_router(
         "label": config.label,
         "failure_rate_train": base_rate,
         "failure_rate_test": float(y_test.mean()),
+        "one_label": one_label,
         "cvar_weight": config.cvar_weight,
         "cvar_alpha": config.cvar_alpha,
         "cvar_active": bool(active and config.cvar_weight > 0),

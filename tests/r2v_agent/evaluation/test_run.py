@@ -89,7 +89,12 @@ def test_sigkill_and_resume_gives_each_episode_once(tiny_agent_dir: Path, tmp_pa
     # LLM-only: the teacher every step; SLM-only: never.
     assert all(r["escalations"] == len(r["steps"]) for r in by["llm"])
     assert all(r["escalations"] == 0 for r in by["slm"])
-    assert all(r["success"] for r in by["llm"])  # the expert wins these games
+    # The step limit holds for every method, a flaky tool's failed calls included; the expert
+    # wins unless failed calls used up its budget.
+    assert max(len(r["steps"]) for r in records) == 4
+    for r in by["llm"]:
+        assert r["success"] or (len(r["steps"]) == 4 and any(s["tool_error"] for s in r["steps"]))
+    assert sum(r["success"] for r in by["llm"]) >= len(by["llm"]) // 2
     assert all(s["features"] is not None for r in by["slm"] for s in r["steps"])
     # random@match ran at R2V's measured escalation share
     share = sum(r["escalations"] for r in by["r2v"]) / sum(len(r["steps"]) for r in by["r2v"])
@@ -146,12 +151,15 @@ def test_ray_executor_on_a_local_instance(tiny_agent_dir: Path, tmp_path: Path) 
 
 
 def test_settings_are_saved_for_reproduction(tiny_agent_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "e.jsonl"
-    from r2v_agent.evaluation.run import main
+    """Through ``r2v eval`` (it used to accept no options at all); the settings and every
+    record name the agent relative to the results file, never by this machine's path."""
+    out = tmp_path / "results" / "e.jsonl"
+    from r2v_agent.cli import main
 
     assert (
         main(
             [
+                "eval",
                 "--agent",
                 str(tiny_agent_dir),
                 "--env",
@@ -172,6 +180,11 @@ def test_settings_are_saved_for_reproduction(tiny_agent_dir: Path, tmp_path: Pat
     )
     saved = json.loads(out.with_suffix(".settings.json").read_text())
     assert saved["methods"] == ["llm"] and saved["tasks"] == [0]
+    assert saved["out"] == "e.jsonl"
+    assert not Path(saved["agent_dir"]).is_absolute()
+    assert (out.parent / saved["agent_dir"]).resolve() == tiny_agent_dir.resolve()
+    (record,) = read_episodes(out)
+    assert record["extra"]["agent_dir"] == saved["agent_dir"]
 
 
 def _slm_rollouts(agent_dir: Path, log: Path, **settings: Any) -> Path:

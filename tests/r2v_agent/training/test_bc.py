@@ -47,6 +47,8 @@ def test_examples_mask_the_prompt_and_end_with_eos() -> None:
     assert len(ids) <= 64  # the prompt was cut from the left to fit
 
 
+# The main job's log used to warn on every BC batch (float() of a loss that requires grad).
+@pytest.mark.filterwarnings("error:Converting a tensor with requires_grad")
 @pytest.mark.parametrize("lora", [False, True])
 def test_bc_lowers_the_action_loss(lora: bool, tmp_path: Path) -> None:
     model, tokenizer = build_tiny_random(seed=0)

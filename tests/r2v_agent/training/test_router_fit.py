@@ -118,3 +118,13 @@ def test_input_range_survives_save_and_load(tmp_path) -> None:
     x = np.full((3, len(FEATURE_NAMES)), 50.0, dtype=np.float32)  # far outside training
     np.testing.assert_array_equal(loaded.p_fail(x), router.p_fail(x))
     assert loaded.spec()["input_range"] == "clamped to the training range"
+
+
+def test_one_label_is_reported(caplog) -> None:
+    """A policy that fails every step leaves nothing to rank: said in the log and the report."""
+    episodes, labels = _episodes(12)
+    with caplog.at_level("WARNING", logger="r2v_agent.training.router"):
+        _, report, _ = fit_router(episodes, np.ones_like(labels), RouterConfig(epochs=20), seed=0)
+    assert report["one_label"] and "cannot rank steps" in caplog.text
+    _, report, _ = fit_router(episodes, labels, RouterConfig(epochs=20), seed=0)
+    assert not report["one_label"]

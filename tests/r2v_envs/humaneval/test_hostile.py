@@ -13,6 +13,7 @@ import gymnasium as gym
 import pytest
 
 from r2v_envs.humaneval.data import find_release_file
+from tests.processes import left_running
 
 from .conftest import needs_bwrap
 
@@ -66,21 +67,6 @@ class _Listener:
         self.stop = True
         self.thread.join()
         self.sock.close()
-
-
-def _sandbox_processes(uids: set[int]) -> list[int]:
-    """Live processes running under one of ``uids`` (this sandbox's own: other jobs on the
-    machine may be grading code of their own)."""
-    pids = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            text = status.read_text()
-        except OSError:
-            continue
-        uid_line = next((ln for ln in text.splitlines() if ln.startswith("Uid:")), "")
-        if uid_line and int(uid_line.split()[1]) in uids:
-            pids.append(int(status.parent.name))
-    return pids
 
 
 def _submit(env, code: str) -> tuple[dict, str, float]:
@@ -181,8 +167,7 @@ def test_hostile_submission_is_contained(env, canary: Path, name: str) -> None:
     assert sorted(p.name for p in canary.iterdir()) == ["keep.txt"]
     assert not Path(f"/tmp/{token}").exists()
     assert listener.connections == 0
-    time.sleep(0.1)
     sandbox = env.unwrapped.sandbox
     assert not sandbox.setpriv or sandbox.uids_used, "the submission ran under no sandbox uid"
-    assert _sandbox_processes(sandbox.uids_used) == []
+    assert left_running(lambda uid: uid in sandbox.uids_used) == []
     _next_episode_works(env)

@@ -15,6 +15,7 @@ from gymnasium.utils.env_checker import check_env
 
 import r2v_envs  # noqa: F401
 from r2v_envs.terminalbench.tasks import load_tasks
+from tests.processes import descendants, left_running, still_alive
 
 from .conftest import needs_bwrap
 
@@ -26,22 +27,6 @@ def env():
     env = gym.make("R2V/TerminalBench-v0", expert_hints=True, command_timeout=5).unwrapped
     yield env
     env.close()
-
-
-def _sandbox_processes(uid: int | None = None) -> list[int]:
-    """Processes running as a sandbox uid (``uid``: that one only -- other jobs on the machine
-    may run sandboxes of their own)."""
-    pids = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            line = next(ln for ln in status.read_text().splitlines() if ln.startswith("Uid:"))
-        except (OSError, StopIteration):
-            continue
-        real = int(line.split()[1])
-        mine = real == uid if uid is not None else 57000 <= real < 60000
-        if mine:
-            pids.append(int(status.parent.name))
-    return pids
 
 
 def test_oracle_solves_every_task_and_doing_nothing_solves_none(env) -> None:
@@ -66,7 +51,10 @@ def test_shell_state_persists_and_info_reports_exit_codes(env) -> None:
     obs, info = env.reset(seed=0)
     assert "submit" in obs and info["task_id"] in load_tasks()
     obs, _, _, _, info = env.step("cd /tmp && export GREETING=hi && false")
-    assert info["exit_code"] == 1 and info["elapsed"] >= 0
+    assert info["exit_code"] == 1
+    # elapsed measures the command: a command that sleeps takes at least that long.
+    _, _, _, _, slept = env.step("sleep 0.3")
+    assert slept["exit_code"] == 0 and 0.3 <= slept["elapsed"] < env.unwrapped.command_timeout
     obs, _, _, _, info = env.step("pwd; echo $GREETING")
     assert obs.split() == ["/tmp", "hi"] and info["exit_code"] == 0
 
@@ -144,7 +132,7 @@ def test_escape_attempts_are_contained(env, tmp_path: Path) -> None:
     assert not Path(f"/usr/{marker}").exists()
     assert home_canary.read_text() == "secret-in-home"
     home_canary.unlink()
-    assert env.backend.uid is None or _sandbox_processes(env.backend.uid) == []
+    assert env.backend.uid is None or left_running(lambda uid: uid == env.backend.uid) == []
     # The next episode is clean: a fresh workspace.
     env.reset(seed=2)
     obs, *_ = env.step("ls -a /app /tmp")
@@ -152,7 +140,6 @@ def test_escape_attempts_are_contained(env, tmp_path: Path) -> None:
 
 
 def test_check_env_and_async_vector_env() -> None:
-    before = set(_sandbox_processes())  # other tests' envs may still hold a shell
     env = gym.make("R2V/TerminalBench-v0", command_timeout=5)
     check_env(env.unwrapped, skip_render_check=True)
     env.close()
@@ -162,9 +149,13 @@ def test_check_env_and_async_vector_env() -> None:
         assert len(obs) == 2 and all("submit" in o for o in obs)
         obs, *_ = envs.step(("echo one", "echo two"))
         assert [o.strip() for o in obs] == ["one", "two"]
+        # This test's own sandboxes: what its workers started (another job's are not ours).
+        workers = [p.pid for p in envs.unwrapped.processes]
+        ours = descendants(workers)
+        assert ours, "the workers started no shell"
     finally:
         envs.close()
-    assert set(_sandbox_processes()) <= before
+    assert still_alive(ours) == []
 
 
 def test_unknown_task_and_dataset_path_option(env, tmp_path: Path) -> None:
