@@ -25,7 +25,6 @@ from tqdm import tqdm
 import r2v_envs  # noqa: F401
 from r2v_envs.humaneval.data import load_humaneval
 
-
 FIND_ZERO_TASK = "HumanEval/32"
 # Checked in EvalPlus 0.3.1's source (evalplus/eval/__init__.py, the special oracles): for
 # find_zero it asserts |poly(x)| <= atol and then `continue`s past `details[i] = True`, so no
