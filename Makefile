@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= textworld,humaneval,docker,agent,train,bench,dev
+EXTRAS ?= textworld,humaneval,docker,agent,train,bench,llamacpp,dev
 
 .PHONY: install demo test test-all lint typecheck bench clean
 

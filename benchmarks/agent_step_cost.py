@@ -6,7 +6,9 @@ Measured side by side in one run:
   (a) K=5 candidates in one batched call vs 5 sequential single samples;
   (b) the share of a RoutedAgent step spent in features + router, and in the verifier;
   (c) peak RSS of the process with the agent loaded;
-  (d) wall time of one step (K=5).
+  (d) wall time of one step (K=5);
+  (e) the SLM sample of one step (K=5, 16 new tokens) on every installed backend, interleaved
+      repeats on the same prompt (``--backends`` to choose).
 """
 
 from __future__ import annotations
@@ -21,15 +23,50 @@ import torch
 
 import r2v_envs  # noqa: F401
 from r2v_agent import RoutedAgent
+from r2v_agent.errors import ConfigError
+from r2v_agent.policy.base import BACKENDS
 from r2v_agent.policy.prompts import FORMATS, Turn
 from r2v_agent.router.features import compute_features
 from r2v_agent.verifier.rules import RuleVerifier
+
+
+def compare_backends(model: str, backends: list[str], messages: list, repeats: int) -> None:
+    """(e): each backend's K=5 sample of the same prompt, repeats interleaved across backends so
+    machine noise falls on all of them alike."""
+    policies = {}
+    for backend in backends:
+        try:
+            policies[backend] = RoutedAgent.from_pretrained(model, k=5, backend=backend).policy
+        except ConfigError as exc:  # an optional engine that is not installed
+            print(f"(e) {backend:<13} skipped: {exc}")
+    times: dict[str, list[float]] = {b: [] for b in policies}
+    tokens: dict[str, list[int]] = {b: [] for b in policies}
+    for policy in policies.values():  # warm-up
+        policy.sample(messages, max_new_tokens=16)
+    for _ in range(repeats):
+        for backend, policy in policies.items():
+            result = policy.sample(messages, max_new_tokens=16)
+            times[backend].append(result.seconds)
+            tokens[backend].append(result.new_tokens)
+    med = statistics.median
+    base = med(times["transformers"]) if "transformers" in times else None
+    for backend in policies:
+        ratio = f"   {base / med(times[backend]):.2f}x transformers" if base else ""
+        print(
+            f"(e) {backend:<13} K=5 sample {med(times[backend]):6.3f} s "
+            f"(~{med(tokens[backend]):.0f} new tokens){ratio}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        help="backends compared in (e), comma-separated (default: all)",
+    )
     args = parser.parse_args()
 
     agent = RoutedAgent.from_pretrained(args.model, k=5, threshold=1.0)
@@ -103,6 +140,8 @@ def main() -> None:
     )
     print(f"(c) peak RSS               {rss_gib:6.2f} GiB (target <= 2 GiB)")
     print(f"(d) one agent step (K=5)   {step:6.3f} s (target <= 1.0 s)")
+    del agent, policy  # free the transformers copy before loading the others
+    compare_backends(args.model, args.backends.split(","), messages, args.repeats)
 
 
 if __name__ == "__main__":

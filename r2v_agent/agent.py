@@ -14,14 +14,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from r2v_agent.errors import ConfigError
-from r2v_agent.policy.models import PRESETS, load_model_and_tokenizer, resolve_device
+from r2v_agent.policy.base import Policy
+from r2v_agent.policy.build import build_policy
+from r2v_agent.policy.models import PRESETS, load_model_and_tokenizer, resolve_device, source_dir
 from r2v_agent.policy.prompts import FORMATS, PromptFormat, Turn
-from r2v_agent.policy.sampler import TransformersPolicy
 from r2v_agent.router.baselines import EntropyRouter, Router
 from r2v_agent.router.features import FEATURE_NAMES, compute_features, features_dict
 from r2v_agent.router.saving import load_router, save_router
@@ -94,7 +96,7 @@ class RoutedAgent:
     """SLM policy + verifier + router + teacher behind ``act(obs, info) -> str``.
 
     Args:
-        policy: the SLM sampler.
+        policy: the SLM sampler (any :class:`~r2v_agent.policy.base.Policy` backend).
         router: maps features to p_fail (an :class:`MLPRouter` or a baseline).
         teacher: who acts on escalation; ``None`` never escalates.
         threshold: tau; the teacher acts when p_fail > tau.
@@ -108,7 +110,7 @@ class RoutedAgent:
 
     def __init__(
         self,
-        policy: TransformersPolicy,
+        policy: Policy,
         router: Router,
         teacher: Teacher | None = None,
         *,
@@ -248,12 +250,17 @@ class RoutedAgent:
         if self.policy_source in PRESETS and self.policy_source != "tiny-random":
             policy = {"preset": self.policy_source}
         else:  # weights may have been trained: save them
-            if self.policy.base_model is None:
+            source = getattr(self.policy, "source", None)
+            if self.policy.base_model is not None:
+                self.policy.base_model.save_pretrained(directory / "policy")
+                self.policy.tokenizer.save_pretrained(directory / "policy")
+            elif source is not None:  # a backend serving a saved folder: copy it as it is
+                if Path(source).resolve() != (directory / "policy").resolve():
+                    shutil.copytree(source, directory / "policy", dirs_exist_ok=True)
+            else:
                 raise ConfigError(
                     "this policy dropped its full-precision weights (keep_base=False)"
                 )
-            self.policy.base_model.save_pretrained(directory / "policy")
-            self.policy.tokenizer.save_pretrained(directory / "policy")
             policy = {"path": "policy"}
         import torch
         import transformers
@@ -292,6 +299,7 @@ class RoutedAgent:
         family: str | None = None,
         quantize: str | None = "auto",
         device: str | None = None,
+        backend: str = "transformers",
     ) -> RoutedAgent:
         """A preset (``"tiny-random"``, ``"smollm2-135m"``: the entropy router standing in for an
         untrained one -- see :data:`PRESET_THRESHOLD`, a warning and ``last_decision.router_note``
@@ -300,7 +308,9 @@ class RoutedAgent:
 
         ``quantize="auto"`` runs SmolLM2 int8-quantised on CPU (see :class:`TransformersPolicy`)
         and in full precision elsewhere; ``None`` keeps full precision. ``device`` places the
-        SLM (``"cuda"``, ``"auto"`` = a GPU when torch sees one; default: CPU)."""
+        SLM (``"cuda"``, ``"auto"`` = a GPU when torch sees one; default: CPU). ``backend``
+        picks the SLM engine (:data:`r2v_agent.policy.base.BACKENDS`): ``"llamacpp"`` serves
+        the same weights from a BF16 GGUF written once beside them (CPU only)."""
         name = str(name_or_path)
         device = resolve_device(device)
         on_cpu = device == "cpu"
@@ -308,14 +318,17 @@ class RoutedAgent:
             model, tokenizer = load_model_and_tokenizer(name, seed=seed)
             default = "int8" if name == "smollm2-135m" and on_cpu else None
             mode = default if quantize == "auto" else quantize
-            # A preset is saved by name, so its full-precision weights need not stay in memory.
-            policy = TransformersPolicy(
+            # SmolLM2 is saved by name, so its full-precision weights need not stay in memory;
+            # tiny-random (built in code) is saved by its weights.
+            policy = build_policy(
+                backend,
                 model,
                 tokenizer,
+                source=source_dir(name),
                 k=k or 5,
                 seed=seed,
                 quantize=mode,
-                keep_base=mode is None,
+                keep_base=name == "tiny-random",
                 device=device,
             )
             logger.warning("%s", PRESET_ROUTER_NOTE)
@@ -343,9 +356,11 @@ class RoutedAgent:
         model, tokenizer = load_model_and_tokenizer(source, seed=seed)
         saved_mode = spec.get("quantize") if on_cpu else None  # int8 is CPU-only
         mode = saved_mode if quantize == "auto" else quantize
-        policy = TransformersPolicy(
+        policy = build_policy(
+            backend,
             model,
             tokenizer,
+            source=source_dir(source),
             k=k or spec["k"],
             temperature=spec["temperature"],
             seed=seed,

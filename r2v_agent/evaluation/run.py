@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from r2v_agent.errors import ConfigError
 from r2v_agent.evaluation.methods import MethodSpec, build_actor, parse_method
+from r2v_agent.policy.base import BACKENDS
 from r2v_agent.training.trajectories import TrajectoryWriter, episode_keys, read_episodes
 
 __all__ = [
@@ -68,6 +69,7 @@ class EvalSettings:
     ppo_cost: float = 0.3
     ppo_timesteps: int = 20_000
     device: str | None = None  # where the SLM runs (resolve_device); None = CPU
+    backend: str = "transformers"  # the SLM engine (r2v_agent.policy.base.BACKENDS)
 
 
 @dataclass(frozen=True)
@@ -100,12 +102,16 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _load_agent(agent_dir: str, seed: int, device: str | None = None) -> Any:
-    key = f"agent:{agent_dir}:{device}"
+def _load_agent(
+    agent_dir: str, seed: int, device: str | None = None, backend: str = "transformers"
+) -> Any:
+    key = f"agent:{agent_dir}:{device}:{backend}"
     if key not in _CACHE:
         from r2v_agent.agent import RoutedAgent
 
-        _CACHE[key] = RoutedAgent.from_pretrained(agent_dir, seed=seed, device=device)
+        _CACHE[key] = RoutedAgent.from_pretrained(
+            agent_dir, seed=seed, device=device, backend=backend
+        )
     return _CACHE[key]
 
 
@@ -131,7 +137,7 @@ def run_job(job: Job, settings: EvalSettings, random_rate: float | None = None) 
 
     spec = parse_method(job.method)
     agent = (
-        _load_agent(settings.agent_dir, settings.seed, settings.device)
+        _load_agent(settings.agent_dir, settings.seed, settings.device, settings.backend)
         if spec.name != "llm"
         else None
     )
@@ -381,6 +387,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="where the SLM runs: cpu (default), cuda, cuda:N, or auto (a GPU when torch sees one)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="transformers",
+        help="the SLM engine: transformers (CPU/GPU) or llamacpp (CPU; a BF16 GGUF of the same "
+        "weights, written once beside them)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -456,6 +469,7 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         ppo_cost=args.ppo_cost,
         ppo_timesteps=args.ppo_timesteps,
         device=device,
+        backend=args.backend,
     )
     logging.basicConfig(level=logging.WARNING)
     try:

@@ -29,6 +29,7 @@ __all__ = [
     "model_cache_dir",
     "build_tiny_random",
     "resolve_device",
+    "source_dir",
 ]
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,14 @@ def resolve_device(device: str | None) -> str:
             f"device {device!r}: torch sees no GPU (torch.cuda.is_available() is False)"
         )
     return str(parsed)
+
+
+def source_dir(name_or_path: str) -> Path | None:
+    """The folder a preset's or a path's weights live in (``None``: built in code, or a hub id)."""
+    if name_or_path == "smollm2-135m":
+        return _smollm2_dir()
+    path = Path(name_or_path)
+    return path if path.is_dir() else None
 
 
 def load_model_and_tokenizer(name_or_path: str, *, seed: int = 0) -> tuple[Any, Any]:

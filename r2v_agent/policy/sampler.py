@@ -11,20 +11,12 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from r2v_agent.policy.base import SampleResult
 from r2v_agent.router.features import Candidate
 
 __all__ = ["TransformersPolicy", "SampleResult"]
-
-
-@dataclass
-class SampleResult:
-    candidates: list[Candidate]
-    prompt_tokens: int
-    new_tokens: int
-    seconds: float
 
 
 class TransformersPolicy:
@@ -167,7 +159,7 @@ class TransformersPolicy:
                 out = self.model(input_ids=step_ids, use_cache=True, **{self._cache_arg: cache})
                 logits = out.logits[:, -1, :].float().cpu()
         candidates = [
-            Candidate(self.tokenizer.decode(t, skip_special_tokens=True).strip(), lp, en)
+            Candidate(self.tokenizer.decode(t, skip_special_tokens=True).strip(), lp, en, t)
             for t, lp, en in zip(tokens, logps, ents, strict=True)
         ]
         return SampleResult(candidates, int(input_ids.shape[1]), steps, time.perf_counter() - start)

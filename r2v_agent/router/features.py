@@ -61,6 +61,7 @@ class Candidate:
     text: str
     token_logprobs: list[float] = field(default_factory=list)
     token_entropies: list[float] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)  #: the generated tokens, when known
 
     @property
     def seq_logprob(self) -> float:

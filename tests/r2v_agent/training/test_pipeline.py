@@ -95,7 +95,7 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     share = float((p_fail > saved.threshold).mean())
     if router["one_label"]:  # the tiny random SLM fails every step: nothing to rank, all or none
         assert router["failure_rate_train"] in (0.0, 1.0) and share in (0.0, 1.0)
-        assert len(np.unique(p_fail)) == 1
+        assert np.ptp(p_fail) < 1e-6  # constant, to float precision
     else:
         assert 0.0 < share < 1.0
     # The router learns on training-split tasks that BC and DPO never saw (fresh_tasks).

@@ -55,20 +55,27 @@ def test_expert_solves_all_164_tasks() -> None:
     env = gym.make("R2V/HumanEvalPlus-v0", expert_hints=True).unwrapped
     n = len(env.data.problems)
 
+    verdicts: dict[str, str] = {}
+
     def solve(seed: int) -> tuple[str, bool]:
         local = gym.make("R2V/HumanEvalPlus-v0", expert_hints=True).unwrapped
         _, info = local.reset(seed=seed)
         done = False
         while not done:
-            _, _, terminated, truncated, info = local.step(info["expert_action"])
+            obs, _, terminated, truncated, info = local.step(info["expert_action"])
             done = terminated or truncated
+        verdicts[info["task_id"]] = obs
         return info["task_id"], bool(info["success"] and info["base_pass"] and info["plus_pass"])
 
     # Sequential: the limits are EvalPlus's (4x the reference time), which CPU contention from
     # a parallel grader can exceed on a 2-core machine (EvalPlus's own checker too).
     results = dict(map(solve, range(n)))
-    failed = [t for t, ok in results.items() if not ok]
-    assert len(results) == 164 and failed == []
+    # Another job on the machine can still push a canonical solution past its time limit: a
+    # failure that was a timeout is graded once more; any other failure stands.
+    timed_out = [t for t, ok in results.items() if not ok and "timed out" in verdicts[t]]
+    results.update(solve(env.task_ids.index(t)) for t in timed_out)
+    failed = {t: verdicts[t][-300:] for t, ok in results.items() if not ok}
+    assert len(results) == 164 and failed == {}
 
 
 def test_base_only_env_grades_base_tests() -> None:

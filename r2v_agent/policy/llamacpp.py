@@ -1,0 +1,243 @@
+"""The llama.cpp SLM backend: one prompt pass, the K candidates decoded as one batch.
+
+Through llama-cpp-python's low-level API (its high-level API needs ``logits_all`` for
+log-probs, many times slower, and its server ignores ``n``):
+
+1. the prompt's tokens -- the transformers tokenizer's own ids, so both backends see the same
+   prompt -- are decoded once, every prompt cell shared by the K sequences (a token may belong to
+   several sequences in one llama.cpp batch), with logits for the last token only;
+2. each step decodes one token for every candidate still running, in one batch;
+3. log-probs and entropies come from the full logits (the model's untempered distribution), as
+   in :class:`~r2v_agent.policy.sampler.TransformersPolicy`, so the router's features mean the
+   same on both backends; sampling (at ``temperature``) draws from a seeded NumPy generator.
+
+Stopping is the transformers backend's rule: an end-of-generation token, or -- for one-line
+actions -- a line break once the candidate has text (leading line breaks are skipped).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from r2v_agent.errors import ConfigError
+from r2v_agent.policy.base import SampleResult
+from r2v_agent.router.features import Candidate
+
+__all__ = ["LlamaCppPolicy"]
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ConfigError(
+            "the llamacpp backend needs llama-cpp-python: pip install 'r2v-agent[llamacpp]' "
+            "(it compiles llama.cpp, a few minutes)"
+        ) from exc
+    return llama_cpp
+
+
+class LlamaCppPolicy:
+    """Samples K candidate actions from a GGUF model with llama.cpp.
+
+    Args:
+        gguf_path: the model (see :func:`r2v_agent.policy.gguf.export_gguf`).
+        tokenizer: the transformers tokenizer of the same model (chat template, token ids,
+            decoding).
+        k, temperature, max_new_tokens, seed: as for ``TransformersPolicy``.
+        n_ctx: context cells shared by the K sequences (prompt once + K x new tokens).
+        n_threads: CPU threads (default: torch's intra-op thread count, which ``r2v eval`` sets to
+            cores / workers in each worker; every core without torch).
+    """
+
+    quantize: str | None = None
+    base_model: Any = None  #: the transformers model it was exported from, if kept
+    source: Path | None = None  #: the weights folder it was exported from, if any
+
+    def __init__(
+        self,
+        gguf_path: str | Path,
+        tokenizer: Any,
+        *,
+        k: int = 5,
+        temperature: float = 1.0,
+        max_new_tokens: int = 24,
+        seed: int = 0,
+        n_ctx: int = 8192,
+        n_threads: int | None = None,
+    ) -> None:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k!r}")
+        self.lib = lib = _import_llama_cpp().llama_cpp
+        self.gguf_path = Path(gguf_path)
+        if not self.gguf_path.is_file():
+            raise ConfigError(f"no GGUF model at {self.gguf_path}")
+        self.tokenizer = tokenizer
+        self.k = int(k)
+        self.temperature = float(temperature)
+        self.max_new_tokens = int(max_new_tokens)
+        self.rng = np.random.default_rng(seed)
+        lib.llama_backend_init()
+        lib.llama_log_set(_QUIET, ctypes.c_void_p(0))
+        model_params = lib.llama_model_default_params()
+        self._model = lib.llama_model_load_from_file(str(self.gguf_path).encode(), model_params)
+        if not self._model:
+            raise ConfigError(f"llama.cpp could not load {self.gguf_path}")
+        threads = n_threads or _default_threads()
+        params = lib.llama_context_default_params()
+        params.n_ctx = int(n_ctx)
+        params.n_batch = int(n_ctx)
+        params.n_ubatch = min(int(n_ctx), 512)
+        params.n_seq_max = self.k
+        params.n_threads = params.n_threads_batch = threads
+        if hasattr(params, "kv_unified"):
+            params.kv_unified = True  # the K sequences share the prompt's cells
+        self._ctx = lib.llama_init_from_model(self._model, params)
+        if not self._ctx:
+            raise ConfigError(f"llama.cpp could not create a context for {self.gguf_path}")
+        self.n_ctx = int(n_ctx)
+        self._memory = lib.llama_get_memory(self._ctx)
+        vocab = lib.llama_model_get_vocab(self._model)
+        self.n_vocab = int(lib.llama_vocab_n_tokens(vocab))
+        self._stop = np.zeros(self.n_vocab, dtype=bool)
+        for token in range(self.n_vocab):
+            self._stop[token] = bool(lib.llama_vocab_is_eog(vocab, token))
+        for name in ("<|im_end|>", "<|endoftext|>"):
+            token_id = tokenizer.convert_tokens_to_ids(name)
+            if isinstance(token_id, int) and 0 <= token_id < self.n_vocab:
+                self._stop[token_id] = token_id != tokenizer.unk_token_id
+        if tokenizer.eos_token_id is not None:
+            self._stop[tokenizer.eos_token_id] = True
+        texts = tokenizer.batch_decode([[i] for i in range(min(len(tokenizer), self.n_vocab))])
+        self._newline = np.zeros(self.n_vocab, dtype=bool)
+        self._newline[: len(texts)] = ["\n" in t for t in texts]
+        self._batch = lib.llama_batch_init(self.n_ctx, 0, self.k)
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def encode(self, messages: list[dict[str, str]]) -> list[int]:
+        text = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # ------------------------------------------------------------------------------ decoding
+    def _fill(self, entries: list[tuple[int, int, list[int], bool]]) -> None:
+        """Put ``(token, position, sequence ids, wants logits)`` entries in the batch."""
+        batch = self._batch
+        for i, (token, pos, seqs, logits) in enumerate(entries):
+            batch.token[i] = token
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = len(seqs)
+            for j, seq in enumerate(seqs):
+                batch.seq_id[i][j] = seq
+            batch.logits[i] = logits
+        batch.n_tokens = len(entries)
+
+    def _decode(self) -> None:
+        code = self.lib.llama_decode(self._ctx, self._batch)
+        if code != 0:
+            raise RuntimeError(f"llama_decode failed with code {code} (context full?)")
+
+    def _logits(self, index: int) -> np.ndarray:
+        pointer = self.lib.llama_get_logits_ith(self._ctx, index)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).astype(np.float64)
+
+    def sample(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        k: int | None = None,
+        greedy: bool = False,
+        single_line: bool = True,
+        max_new_tokens: int | None = None,
+    ) -> SampleResult:
+        """K candidates (1 when ``greedy``) for the chat ``messages``."""
+        k = 1 if greedy else (k or self.k)
+        if k > self.k:
+            raise ValueError(f"k={k} is more than the {self.k} sequences this context holds")
+        limit = max_new_tokens or self.max_new_tokens
+        start = time.perf_counter()
+        prompt = self.encode(messages)
+        if len(prompt) + k * limit > self.n_ctx:
+            raise ValueError(
+                f"prompt of {len(prompt)} tokens + {k} x {limit} new ones exceeds n_ctx={self.n_ctx}"
+            )
+        self.lib.llama_memory_clear(self._memory, True)
+        sequences = list(range(k))
+        self._fill([(t, p, sequences, p == len(prompt) - 1) for p, t in enumerate(prompt)])
+        self._decode()
+        rows = [self._logits(len(prompt) - 1)] * k
+        tokens: list[list[int]] = [[] for _ in range(k)]
+        logps: list[list[float]] = [[] for _ in range(k)]
+        ents: list[list[float]] = [[] for _ in range(k)]
+        running = list(range(k))
+        steps = 0
+        for position in range(len(prompt), len(prompt) + limit):
+            next_entries = []
+            for i, logits in zip(list(running), rows, strict=True):
+                logp = logits - np.logaddexp.reduce(logits)
+                if greedy:
+                    token = int(np.argmax(logp))
+                else:
+                    scaled = logits / max(self.temperature, 1e-5)
+                    probs = np.exp(scaled - scaled.max())
+                    token = int(self.rng.choice(self.n_vocab, p=probs / probs.sum()))
+                has_text = bool(tokens[i])
+                if self._stop[token] or (single_line and self._newline[token] and has_text):
+                    running.remove(i)
+                    continue
+                if not (single_line and self._newline[token]):  # skip leading line breaks
+                    tokens[i].append(token)
+                    logps[i].append(float(logp[token]))
+                    ents[i].append(float(-(np.exp(logp) * logp).sum()))
+                next_entries.append((token, position, [i], True))
+            steps += 1
+            if not running or position == len(prompt) + limit - 1:
+                break
+            self._fill(next_entries)
+            self._decode()
+            rows = [self._logits(j) for j in range(len(next_entries))]
+        candidates = [
+            Candidate(self.tokenizer.decode(t, skip_special_tokens=True).strip(), lp, en, t)
+            for t, lp, en in zip(tokens, logps, ents, strict=True)
+        ]
+        return SampleResult(candidates, len(prompt), steps, time.perf_counter() - start)
+
+    def close(self) -> None:
+        lib = self.lib
+        if getattr(self, "_batch", None) is not None:
+            lib.llama_batch_free(self._batch)
+            self._batch = None
+        if getattr(self, "_ctx", None):
+            lib.llama_free(self._ctx)
+            self._ctx = None
+        if getattr(self, "_model", None):
+            lib.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self) -> None:
+        # At interpreter shutdown the library may already be gone.
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def _default_threads() -> int:
+    try:
+        import torch
+    except ImportError:
+        return os.cpu_count() or 1
+    return int(torch.get_num_threads())
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+def _QUIET(level: int, text: bytes, data: Any) -> None:
+    """llama.cpp's log callback: silent (it logs every load to stderr otherwise)."""
