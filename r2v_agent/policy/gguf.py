@@ -2,8 +2,9 @@
 
 The llama.cpp backend (:mod:`r2v_agent.policy.llamacpp`) serves the same weights the pipeline
 trains and saves as safetensors, so a trained agent's policy is exported here -- once, cached
-beside its weights -- in BF16 (norms in F32): measured against the fp32 model, BF16 keeps the
-next-token distribution (first-token KL <= 2e-4 on SmolLM2) where Q4 files do not.
+beside its weights -- in BF16 (norms in F32). Measured against the fp32 transformers model on
+SmolLM2-135M (6 TextWorld Cooking prompts, next-token distribution): BF16 KL <= 3.3e-4 with the
+same argmax, 0.55 s per K=5 step; Q8_0 KL up to 7.1e-3 and no faster (0.63 s) on this CPU.
 
 Layout facts this follows (llama.cpp's GGUF conventions for the ``llama`` architecture):
 

@@ -151,6 +151,21 @@ class LlamaCppPolicy:
         pointer = self.lib.llama_get_logits_ith(self._ctx, index)
         return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).astype(np.float64)
 
+    def _draw(self, logits: np.ndarray, greedy: bool) -> tuple[np.ndarray, ...]:
+        """One token per row of ``logits`` (candidates x vocabulary), with its log-prob and the
+        row's entropy under the untempered distribution -- all rows at once."""
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        entropy = -(np.exp(logp) * logp).sum(axis=1)
+        if greedy:
+            chosen = logp.argmax(axis=1)
+        else:  # inverse-CDF sampling at the temperature, one uniform draw per row
+            scaled = np.exp(shifted / max(self.temperature, 1e-5))
+            cdf = np.cumsum(scaled, axis=1)
+            u = self.rng.random(len(logits)) * cdf[:, -1]
+            chosen = np.minimum((cdf < u[:, None]).sum(axis=1), self.n_vocab - 1)
+        return chosen, logp[np.arange(len(logits)), chosen], entropy
+
     def sample(
         self,
         messages: list[dict[str, str]],
@@ -175,37 +190,32 @@ class LlamaCppPolicy:
         sequences = list(range(k))
         self._fill([(t, p, sequences, p == len(prompt) - 1) for p, t in enumerate(prompt)])
         self._decode()
-        rows = [self._logits(len(prompt) - 1)] * k
+        logits = np.repeat(self._logits(len(prompt) - 1)[None, :], k, axis=0)
         tokens: list[list[int]] = [[] for _ in range(k)]
         logps: list[list[float]] = [[] for _ in range(k)]
         ents: list[list[float]] = [[] for _ in range(k)]
-        running = list(range(k))
+        running = list(range(k))  # the candidates whose rows `logits` holds, in order
         steps = 0
         for position in range(len(prompt), len(prompt) + limit):
-            next_entries = []
-            for i, logits in zip(list(running), rows, strict=True):
-                logp = logits - np.logaddexp.reduce(logits)
-                if greedy:
-                    token = int(np.argmax(logp))
-                else:
-                    scaled = logits / max(self.temperature, 1e-5)
-                    probs = np.exp(scaled - scaled.max())
-                    token = int(self.rng.choice(self.n_vocab, p=probs / probs.sum()))
-                has_text = bool(tokens[i])
-                if self._stop[token] or (single_line and self._newline[token] and has_text):
-                    running.remove(i)
-                    continue
+            chosen, token_logp, entropy = self._draw(logits, greedy)
+            next_running, next_entries = [], []
+            for row, i in enumerate(running):
+                token = int(chosen[row])
+                if self._stop[token] or (single_line and self._newline[token] and tokens[i]):
+                    continue  # this candidate's action is complete
                 if not (single_line and self._newline[token]):  # skip leading line breaks
                     tokens[i].append(token)
-                    logps[i].append(float(logp[token]))
-                    ents[i].append(float(-(np.exp(logp) * logp).sum()))
+                    logps[i].append(float(token_logp[row]))
+                    ents[i].append(float(entropy[row]))
+                next_running.append(i)
                 next_entries.append((token, position, [i], True))
+            running = next_running
             steps += 1
             if not running or position == len(prompt) + limit - 1:
                 break
             self._fill(next_entries)
             self._decode()
-            rows = [self._logits(j) for j in range(len(next_entries))]
+            logits = np.stack([self._logits(j) for j in range(len(next_entries))])
         candidates = [
             Candidate(self.tokenizer.decode(t, skip_special_tokens=True).strip(), lp, en, t)
             for t, lp, en in zip(tokens, logps, ents, strict=True)
