@@ -8,7 +8,9 @@ Measured side by side in one run:
   (c) peak RSS of the process with the agent loaded;
   (d) wall time of one step (K=5);
   (e) the SLM sample of one step (K=5, 16 new tokens) on every installed backend, interleaved
-      repeats on the same prompt (``--backends`` to choose).
+      repeats on the same prompt (``--backends`` to choose);
+  (f) llama.cpp over an episode's growing prompt (the expert's moves, 10 steps): prompt tokens
+      computed per step and seconds per step, with and without prefix reuse.
 """
 
 from __future__ import annotations
@@ -55,6 +57,44 @@ def compare_backends(model: str, backends: list[str], messages: list, repeats: i
         print(
             f"(e) {backend:<13} K=5 sample {med(times[backend]):6.3f} s "
             f"(~{med(tokens[backend]):.0f} new tokens){ratio}"
+        )
+
+
+def prefix_reuse(model: str, repeats: int) -> None:
+    """(f): the same episode prompts through llama.cpp with and without prefix reuse."""
+    try:
+        policy = RoutedAgent.from_pretrained(model, k=5, backend="llamacpp").policy
+    except ConfigError as exc:
+        print(f"(f) skipped: {exc}")
+        return
+    env = gym.make("R2V/TextWorld-Cooking-v0", expert_hints=True)
+    other, _ = env.reset(seed=1)  # what the cache holds when an episode starts: another game
+    previous = FORMATS["textworld"].messages([Turn(other)])
+    obs, info = env.reset(seed=0)
+    turns, prompts = [Turn(obs)], []
+    for _ in range(10):  # the prompts an agent meets in one episode
+        prompts.append(FORMATS["textworld"].messages(turns))
+        action = info["expert_action"] or "look"
+        obs, _, terminated, truncated, info = env.step(action)
+        turns[-1] = Turn(turns[-1].observation, action)
+        turns.append(Turn(obs))
+        if terminated or truncated:
+            break
+    results = {}
+    for reuse in (False, True, False, True)[: 2 * max(1, min(repeats, 2))]:
+        policy.prefix_cache = reuse
+        policy.sample(previous, max_new_tokens=1)
+        runs = [policy.sample(m, max_new_tokens=16) for m in prompts]
+        results.setdefault(reuse, []).append(runs)
+    med = statistics.median
+    for reuse, episodes in results.items():
+        computed = [r.computed_prompt_tokens for runs in episodes for r in runs]
+        total = [r.prompt_tokens for runs in episodes for r in runs]
+        secs = [r.seconds for runs in episodes for r in runs]
+        print(
+            f"(f) prefix reuse {'on ' if reuse else 'off'}  {len(prompts)} steps: prompt tokens "
+            f"computed per step {statistics.mean(computed):6.1f} of {statistics.mean(total):6.1f}"
+            f", median {med(secs):.3f} s a step"
         )
 
 
@@ -142,6 +182,7 @@ def main() -> None:
     print(f"(d) one agent step (K=5)   {step:6.3f} s (target <= 1.0 s)")
     del agent, policy  # free the transformers copy before loading the others
     compare_backends(args.model, args.backends.split(","), messages, args.repeats)
+    prefix_reuse(args.model, args.repeats)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ class SampleResult:
     prompt_tokens: int
     new_tokens: int
     seconds: float
+    #: prompt tokens run through the model this call (fewer than ``prompt_tokens`` when a
+    #: backend reused a cached prefix); ``None``: all of them.
+    computed_prompt_tokens: int | None = None
 
 
 @runtime_checkable

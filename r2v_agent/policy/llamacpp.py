@@ -5,7 +5,10 @@ log-probs, many times slower, and its server ignores ``n``):
 
 1. the prompt's tokens -- the transformers tokenizer's own ids, so both backends see the same
    prompt -- are decoded once, every prompt cell shared by the K sequences (a token may belong to
-   several sequences in one llama.cpp batch), with logits for the last token only;
+   several sequences in one llama.cpp batch), with logits for the last token only. With
+   ``prefix_cache`` the cells of the longest prefix shared with the previous call's prompt are
+   kept (an episode's prompt grows by appending turns), so only the new suffix is computed;
+   ``SampleResult.computed_prompt_tokens`` says how many were;
 2. each step decodes one token for every candidate still running, in one batch;
 3. log-probs and entropies come from the full logits (the model's untempered distribution), as
    in :class:`~r2v_agent.policy.sampler.TransformersPolicy`, so the router's features mean the
@@ -17,7 +20,6 @@ actions -- a line break once the candidate has text (leading line breaks are ski
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import time
@@ -55,6 +57,7 @@ class LlamaCppPolicy:
         n_ctx: context cells shared by the K sequences (prompt once + K x new tokens).
         n_threads: CPU threads (default: torch's intra-op thread count, which ``r2v eval`` sets to
             cores / workers in each worker; every core without torch).
+        prefix_cache: keep the previous prompt's cells and compute only what is new.
     """
 
     quantize: str | None = None
@@ -72,6 +75,7 @@ class LlamaCppPolicy:
         seed: int = 0,
         n_ctx: int = 8192,
         n_threads: int | None = None,
+        prefix_cache: bool = True,
     ) -> None:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k!r}")
@@ -119,6 +123,9 @@ class LlamaCppPolicy:
         self._newline = np.zeros(self.n_vocab, dtype=bool)
         self._newline[: len(texts)] = ["\n" in t for t in texts]
         self._batch = lib.llama_batch_init(self.n_ctx, 0, self.k)
+        self.prefix_cache = bool(prefix_cache)
+        self._cached: list[int] = []  # prompt tokens whose cells all K sequences share now
+        self._cached_k = 0
 
     def reseed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
@@ -186,11 +193,14 @@ class LlamaCppPolicy:
             raise ValueError(
                 f"prompt of {len(prompt)} tokens + {k} x {limit} new ones exceeds n_ctx={self.n_ctx}"
             )
-        self.lib.llama_memory_clear(self._memory, True)
+        kept = self._keep_prefix(prompt, k)
         sequences = list(range(k))
-        self._fill([(t, p, sequences, p == len(prompt) - 1) for p, t in enumerate(prompt)])
+        self._fill(
+            [(prompt[p], p, sequences, p == len(prompt) - 1) for p in range(kept, len(prompt))]
+        )
         self._decode()
-        logits = np.repeat(self._logits(len(prompt) - 1)[None, :], k, axis=0)
+        self._cached, self._cached_k = prompt, k
+        logits = np.repeat(self._logits(len(prompt) - kept - 1)[None, :], k, axis=0)
         tokens: list[list[int]] = [[] for _ in range(k)]
         logps: list[list[float]] = [[] for _ in range(k)]
         ents: list[list[float]] = [[] for _ in range(k)]
@@ -220,7 +230,26 @@ class LlamaCppPolicy:
             Candidate(self.tokenizer.decode(t, skip_special_tokens=True).strip(), lp, en, t)
             for t, lp, en in zip(tokens, logps, ents, strict=True)
         ]
-        return SampleResult(candidates, len(prompt), steps, time.perf_counter() - start)
+        return SampleResult(
+            candidates,
+            len(prompt),
+            steps,
+            time.perf_counter() - start,
+            computed_prompt_tokens=len(prompt) - kept,
+        )
+
+    def _keep_prefix(self, prompt: list[int], k: int) -> int:
+        """Drop every cached cell past the prefix ``prompt`` shares with the last prompt (the
+        last call's candidates included); return how many prompt tokens are kept."""
+        kept = 0
+        if self.prefix_cache and k == self._cached_k:
+            limit = min(len(self._cached), len(prompt) - 1)  # >= 1 token decodes, for logits
+            while kept < limit and self._cached[kept] == prompt[kept]:
+                kept += 1
+        if kept and self.lib.llama_memory_seq_rm(self._memory, -1, kept, -1):
+            return kept
+        self.lib.llama_memory_clear(self._memory, True)
+        return 0
 
     def close(self) -> None:
         lib = self.lib
@@ -235,9 +264,11 @@ class LlamaCppPolicy:
             self._model = None
 
     def __del__(self) -> None:
-        # At interpreter shutdown the library may already be gone.
-        with contextlib.suppress(Exception):
+        # At interpreter shutdown modules (contextlib too) may already be torn down.
+        try:  # noqa: SIM105
             self.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _default_threads() -> int:

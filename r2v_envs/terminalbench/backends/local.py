@@ -35,6 +35,8 @@ __all__ = ["LocalBackend", "TaskSetupError"]
 
 _uids = itertools.count()
 _HIDDEN = {"/proc", "/dev", "/sys", "/tmp", "/root", "/home", "/app", "/tests", "/lost+found"}
+# Folders the sandbox replaces with an empty tmpfs; an interpreter inside one is bound back.
+_SHADOWED = ("/root/", "/home/", "/tmp/")
 
 
 class TaskSetupError(RuntimeError):
@@ -243,13 +245,6 @@ class LocalBackend(Backend):
             if path not in _HIDDEN and os.path.isdir(path):
                 argv += ["--ro-bind", path, path]
         argv += ["--tmpfs", "/root", "--tmpfs", "/home"]
-        for prefix in sorted({sys.base_prefix, sys.prefix}):  # the interpreter, if in a home
-            if prefix.startswith(("/root/", "/home/")):
-                # Intermediate folders bwrap creates are 0700: make them traversable first.
-                parts = Path(prefix).parts
-                for depth in range(3, len(parts)):
-                    argv += ["--perms", "0755", "--dir", str(Path(*parts[:depth]))]
-                argv += ["--ro-bind", prefix, prefix]
         argv += [
             "--bind",
             str(self.workspace),
@@ -265,6 +260,17 @@ class LocalBackend(Backend):
             "/dev",
             "--proc",
             "/proc",
+        ]
+        # The interpreter and its venv (pytest for the tests), when a folder above replaced them
+        # with an empty tmpfs (a home, or a checkout under /tmp): bound again on top, last.
+        for prefix in sorted({sys.base_prefix, sys.prefix}):
+            if prefix.startswith(_SHADOWED):
+                # Intermediate folders bwrap creates are 0700: make them traversable first.
+                parts = Path(prefix).parts
+                for depth in range(3, len(parts)):
+                    argv += ["--perms", "0755", "--dir", str(Path(*parts[:depth]))]
+                argv += ["--ro-bind", prefix, prefix]
+        argv += [
             "--unshare-net",
             "--unshare-pid",
             "--unshare-ipc",
