@@ -8,7 +8,7 @@ Measured side by side in one run:
   (c) peak RSS of the process with the agent loaded;
   (d) wall time of one step (K=5);
   (e) the SLM sample of one step (K=5, 16 new tokens) on every installed backend, interleaved
-      repeats on the same prompt (``--backends`` to choose);
+      repeats on the same prompt, no prefix reuse (``--backends`` to choose);
   (f) llama.cpp over an episode's growing prompt (the expert's moves, 10 steps): prompt tokens
       computed per step and seconds per step, with and without prefix reuse.
 """
@@ -41,6 +41,9 @@ def compare_backends(model: str, backends: list[str], messages: list, repeats: i
             policies[backend] = RoutedAgent.from_pretrained(model, k=5, backend=backend).policy
         except ConfigError as exc:  # an optional engine that is not installed
             print(f"(e) {backend:<13} skipped: {exc}")
+    for policy in policies.values():  # a cold prompt every time, as transformers has; (f)
+        if hasattr(policy, "prefix_cache"):  # measures what reuse saves over an episode
+            policy.prefix_cache = False
     times: dict[str, list[float]] = {b: [] for b in policies}
     tokens: dict[str, list[int]] = {b: [] for b in policies}
     for policy in policies.values():  # warm-up
