@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,10 +44,20 @@ CONFIG_VERSION = 1
 #: (``r2v pipeline``), the entropy router stands in: p_fail = 1 - exp(-H), H the chosen
 #: action's mean token entropy, so tau = 0.5 escalates when H > ln 2 = 0.69 nats.
 PRESET_THRESHOLD = 0.5
-PRESET_ROUTER_NOTE = (
-    "no trained router: the entropy baseline stands in (escalates when the chosen action's mean "
-    "token entropy exceeds ln 2 = 0.69 nats, tau = 0.5); train one with `r2v pipeline`"
-)
+
+
+def _preset_router_note(tau: float) -> str:
+    """What the stand-in router does at ``tau`` (p_fail = 1 - exp(-H) > tau <=> H > -ln(1 - tau))."""
+    if tau >= 1.0:
+        cut = "never"
+    else:
+        cut = f"when the chosen action's mean token entropy exceeds {-math.log1p(-tau):.2f} nats"
+    return (
+        f"no trained router: the entropy baseline stands in (tau = {tau:g}: escalates {cut}); "
+        "train one with `r2v pipeline`"
+    )
+
+
 _MAX_NEW_TOKENS = {"textworld": 16, "terminalbench": 64, "humaneval": 320}
 
 
@@ -331,15 +342,17 @@ class RoutedAgent:
                 keep_base=name == "tiny-random",
                 device=device,
             )
-            logger.warning("%s", PRESET_ROUTER_NOTE)
+            tau = PRESET_THRESHOLD if threshold is None else threshold
+            note = _preset_router_note(tau)
+            logger.warning("%s", note)
             return cls(
                 policy,
                 EntropyRouter(),
                 teacher or OracleTeacher(),
-                threshold=PRESET_THRESHOLD if threshold is None else threshold,
+                threshold=tau,
                 family=family,
                 policy_source=name,
-                router_note=PRESET_ROUTER_NOTE,
+                router_note=note,
             )
         directory = Path(name)
         config_path = directory / "config.json"

@@ -329,7 +329,10 @@ def thresholds_for_shares(
 
 def relative_to_results(path: str | Path, results_file: str | Path) -> str:
     """``path`` relative to the folder of ``results_file`` (``"../../runs/x/agent"``), so the
-    records and settings of a run can be committed and moved without a machine's paths."""
+    records and settings of a run can be committed and moved without a machine's paths. A name
+    that is no path here (a preset such as ``smollm2-135m``) is kept as it is."""
+    if not Path(path).exists():
+        return str(path)
     return os.path.relpath(Path(path).resolve(), Path(results_file).resolve().parent)
 
 

@@ -126,7 +126,8 @@ def test_a_preset_says_its_router_is_a_stand_in(caplog: pytest.LogCaptureFixture
     decision = _episode(agent, env, seed=0, max_steps=1)[0]
     env.close()
     assert decision["router"] == "EntropyRouter"
-    assert "no trained router" in decision["router_note"]
+    assert "no trained router" in decision["router_note"] and "0.69 nats" in decision["router_note"]
+    assert "1.20 nats" in RoutedAgent.from_pretrained("tiny-random", threshold=0.7).router_note
     entropy = decision["features"]["chosen_entropy_mean"]
     assert decision["p_fail"] == pytest.approx(1.0 - math.exp(-entropy), rel=1e-5)
 

@@ -285,3 +285,13 @@ def test_routing_env_episodes_use_the_router_stage_labels(
     save_step_labels(log.parent / LABELS_FILE, records, flipped, "counterfactual")
     for (_, y), (_, y_before) in zip(load_routing_episodes(log), loaded, strict=True):
         np.testing.assert_array_equal(y, 1 - y_before)
+
+
+def test_relative_to_results(tmp_path: Path) -> None:
+    from r2v_agent.evaluation.run import relative_to_results
+
+    agent = tmp_path / "runs" / "x" / "agent"
+    agent.mkdir(parents=True)
+    results = tmp_path / "benchmarks" / "results" / "x" / "episodes.jsonl"
+    assert relative_to_results(agent, results) == "../../../runs/x/agent"
+    assert relative_to_results("smollm2-135m", results) == "smollm2-135m"  # a preset name
