@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from r2v_agent.errors import ConfigError
-from r2v_agent.policy.base import SampleResult
+from r2v_agent.policy.base import SampleResult, line_break_tokens, prompt_ids, stop_token_ids
 from r2v_agent.router.features import Candidate
 
 __all__ = ["LlamaCppPolicy"]
@@ -110,18 +110,12 @@ class LlamaCppPolicy:
         self._memory = lib.llama_get_memory(self._ctx)
         vocab = lib.llama_model_get_vocab(self._model)
         self.n_vocab = int(lib.llama_vocab_n_tokens(vocab))
-        self._stop = np.zeros(self.n_vocab, dtype=bool)
-        for token in range(self.n_vocab):
-            self._stop[token] = bool(lib.llama_vocab_is_eog(vocab, token))
-        for name in ("<|im_end|>", "<|endoftext|>"):
-            token_id = tokenizer.convert_tokens_to_ids(name)
-            if isinstance(token_id, int) and 0 <= token_id < self.n_vocab:
-                self._stop[token_id] = token_id != tokenizer.unk_token_id
-        if tokenizer.eos_token_id is not None:
-            self._stop[tokenizer.eos_token_id] = True
-        texts = tokenizer.batch_decode([[i] for i in range(min(len(tokenizer), self.n_vocab))])
-        self._newline = np.zeros(self.n_vocab, dtype=bool)
-        self._newline[: len(texts)] = ["\n" in t for t in texts]
+        # The transformers backend's stop tokens, and whatever llama.cpp marks end-of-generation.
+        self._stop = np.array(
+            [bool(lib.llama_vocab_is_eog(vocab, token)) for token in range(self.n_vocab)]
+        )
+        self._stop[[t for t in stop_token_ids(tokenizer) if t < self.n_vocab]] = True
+        self._newline = line_break_tokens(tokenizer, self.n_vocab)
         self._batch = lib.llama_batch_init(self.n_ctx, 0, self.k)
         self.prefix_cache = bool(prefix_cache)
         self._cached: list[int] = []  # prompt tokens whose cells all K sequences share now
@@ -131,10 +125,7 @@ class LlamaCppPolicy:
         self.rng = np.random.default_rng(seed)
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
-        text = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
-        )
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return prompt_ids(self.tokenizer, messages)
 
     # ------------------------------------------------------------------------------ decoding
     def _fill(self, entries: list[tuple[int, int, list[int], bool]]) -> None:

@@ -13,7 +13,7 @@ import inspect
 import time
 from typing import Any
 
-from r2v_agent.policy.base import SampleResult
+from r2v_agent.policy.base import SampleResult, line_break_tokens, prompt_ids, stop_token_ids
 from r2v_agent.router.features import Candidate
 
 __all__ = ["TransformersPolicy", "SampleResult"]
@@ -81,12 +81,7 @@ class TransformersPolicy:
         self.max_new_tokens = int(max_new_tokens)
         self.generator = torch.Generator().manual_seed(seed)
         self._newline: Any = None
-        stop = {tokenizer.eos_token_id}
-        for token in ("<|im_end|>", "<|endoftext|>"):
-            token_id = tokenizer.convert_tokens_to_ids(token)
-            if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
-                stop.add(token_id)
-        self.stop_ids = torch.tensor(sorted(i for i in stop if i is not None))
+        self.stop_ids = torch.tensor(sorted(stop_token_ids(tokenizer)))
         # transformers 5 names the cache argument `cache`; 4.x called it `past_key_values`.
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
@@ -95,10 +90,8 @@ class TransformersPolicy:
         self.generator.manual_seed(seed)
 
     def encode(self, messages: list[dict[str, str]]) -> Any:
-        text = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
-        )
-        return self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        """The prompt as a ``(1, length)`` tensor of token ids."""
+        return self.torch.tensor([prompt_ids(self.tokenizer, messages)], dtype=self.torch.long)
 
     def sample(
         self,
@@ -166,13 +159,9 @@ class TransformersPolicy:
 
     def _newline_mask(self) -> Any:
         if self._newline is None:
-            vocab = len(self.tokenizer)
-            texts = self.tokenizer.batch_decode([[i] for i in range(vocab)])
-            mask = self.torch.tensor(["\n" in t for t in texts], dtype=self.torch.bool)
-            size = self.vocab_rows
-            if size > vocab:  # padded embedding rows never decode to text
-                mask = self.torch.cat([mask, self.torch.zeros(size - vocab, dtype=self.torch.bool)])
-            self._newline = mask
+            self._newline = self.torch.from_numpy(
+                line_break_tokens(self.tokenizer, self.vocab_rows)
+            )
         return self._newline
 
 
