@@ -229,7 +229,8 @@ def fit_router(
     if one_label:
         logger.warning(
             "router: every training step has the label %d (failure rate %.2f): the router cannot "
-            "rank steps, so its p_fail is constant and tau escalates all of them or none",
+            "rank steps, so its p_fail carries no information and which steps tau escalates is "
+            "arbitrary",
             int(labels[is_train][0]),
             float(labels[is_train].mean()),
         )

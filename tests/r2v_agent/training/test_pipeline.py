@@ -96,9 +96,13 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     p_fail = saved.router.p_fail(np.asarray(logged, dtype=np.float32))
     assert saved.threshold == pytest.approx(router["threshold"])
     share = float((p_fail > saved.threshold).mean())
-    if router["one_label"]:  # the tiny random SLM fails every step: nothing to rank, all or none
-        assert router["failure_rate_train"] in (0.0, 1.0) and share in (0.0, 1.0)
-        assert np.ptp(p_fail) < 1e-6  # constant, to float precision
+    from r2v_agent.training.router import load_step_labels
+
+    _, saved_labels = load_step_labels(run / "router" / "labels.json")
+    if len({label for steps in saved_labels.values() for label in steps}) == 1:
+        assert router["one_label"]  # nothing to rank, and the stage says so
+    if router["one_label"]:  # the tiny random SLM fails every step
+        assert router["failure_rate_train"] in (0.0, 1.0)
     else:
         assert 0.0 < share < 1.0
     # The router learns on training-split tasks that BC and DPO never saw (fresh_tasks).
@@ -132,8 +136,6 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     assert cf.returncode == 0, cf.stderr[-3000:]
     stats = json.loads((run / "router" / "stage.json").read_text())["stats"]
     assert stats["label"] == "counterfactual"
-    from r2v_agent.training.router import load_step_labels
-
     mode, saved = load_step_labels(run / "router" / "labels.json")
     rollouts = list(read_episodes(run / "router" / "rollouts.jsonl"))
     assert mode == "counterfactual" and len(saved) == len(rollouts)
