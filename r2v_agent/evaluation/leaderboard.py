@@ -1,20 +1,26 @@
 """Result files -> the leaderboard: a Markdown and CSV table, the frontier and reliability plots.
 
-One row per (env, method, point). Columns: episodes; success with a 95% bootstrap CI; LLM-call
-share (teacher steps / steps); cost (USD per episode, from the teacher's price table); the worst
-perturbation seed's success and CVaR_alpha of failure across seeds; the router's Brier score and
-ECE against the router stage's step labels (1 = a wrong move: no progress, judged by the expert's
-action when the tool failed, or the last step of a failed episode);
-for each swept method the area under its success-vs-LLM-share curve. Below the table: McNemar's
-test of R2V against the entropy router at the nearest LLM-call share (paired on the same task and
-perturbation seed), and the entropy router's LLM-call share at R2V's success (interpolated along
-its sweep, SLM-only and LLM-only being its end points).
+One row per (env, method, point). Columns: episodes and games; success with a 95% bootstrap CI
+that resamples games (a game's perturbation seeds share its difficulty, so episodes are not
+independent); LLM-call share (teacher steps / steps); cost (USD per episode, from the teacher's
+price table); the worst perturbation seed's success and CVaR_alpha of failure across seeds; the
+router's Brier score and ECE on the steps where the SLM acted, against the label the router was
+trained to predict -- the ``progress`` label (1 = a wrong move: no progress, judged by the
+expert's action when the tool failed, or the last step of a failed episode); a router trained on
+``counterfactual`` labels (teacher rollouts from each step) is not scored here, as evaluation
+episodes carry no such label (its held-out calibration is in the router stage's report); for
+each swept method the area under its success-vs-LLM-share curve. Below the table: R2V against
+the entropy router at the nearest LLM-call share, paired on the same game and perturbation seed
+-- a randomisation test and CI over games, and McNemar's test per episode --, and the entropy
+router's LLM-call share at R2V's success (interpolated along its sweep, SLM-only and LLM-only
+being its end points).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -36,6 +42,8 @@ __all__ = [
     "plot_reliability",
     "load_records",
     "write_leaderboard",
+    "router_label_of",
+    "ROUTER_LABELS",
 ]
 
 ALPHA = 0.4  #: CVaR share of worst perturbation seeds
@@ -52,6 +60,7 @@ class Row:
     name: str
     point: float | None
     episodes: int
+    games: int
     success: float
     ci_low: float
     ci_high: float
@@ -63,6 +72,7 @@ class Row:
     ece: float | None
     auc: float | None = None
     outcomes: dict[tuple[Any, Any], bool] = field(default_factory=dict, repr=False)
+    game_of: dict[tuple[Any, Any], str] = field(default_factory=dict, repr=False)
     p_fail: list[float] = field(default_factory=list, repr=False)
     labels: list[float] = field(default_factory=list, repr=False)
 
@@ -94,7 +104,32 @@ def _step_labels(record: dict[str, Any]) -> list[float]:
     return step_labels([record], "progress").tolist()
 
 
-def build_rows(records: list[dict[str, Any]], *, seed: int = 0) -> list[Row]:
+#: The step labels a router may be trained on; only ``progress`` can be read off episodes.
+ROUTER_LABELS = ("progress", "counterfactual")
+
+
+def router_label_of(results: str | Path) -> str | None:
+    """The label the run's router was trained on, from the ``stages.json`` beside a results
+    file (what ``benchmarks/run.py``'s runs keep), or ``None`` if there is none."""
+    stages = Path(results).parent / "stages.json"
+    try:
+        label = json.loads(stages.read_text())["router"]["stats"]["label"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return str(label) if label in ROUTER_LABELS else None
+
+
+def _game(record: dict[str, Any]) -> str:
+    return str(record.get("task_id") or record.get("env_seed"))
+
+
+def build_rows(
+    records: list[dict[str, Any]], *, seed: int = 0, router_label: str = "progress"
+) -> list[Row]:
+    """One :class:`Row` per (env, method). ``router_label`` is the label R2V's router was
+    trained on: with ``counterfactual`` its Brier/ECE are left out (see the module doc)."""
+    if router_label not in ROUTER_LABELS:
+        raise ConfigError(f"router_label must be one of {ROUTER_LABELS}, got {router_label!r}")
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         groups[(_env_label(record), record["agent"])].append(record)
@@ -104,7 +139,8 @@ def build_rows(records: list[dict[str, Any]], *, seed: int = 0) -> list[Row]:
         name = extra.get("method", method.split("@")[0])
         point = extra.get("point")
         success = [float(r["success"]) for r in group]
-        mean, low, high = metrics.bootstrap_ci(success, seed=seed)
+        games = [_game(r) for r in group]
+        mean, low, high = metrics.cluster_bootstrap_ci(success, games, seed=seed)
         steps = sum(len(r["steps"]) for r in group)
         by_seed: dict[Any, list[float]] = defaultdict(list)
         for r in group:
@@ -113,14 +149,14 @@ def build_rows(records: list[dict[str, Any]], *, seed: int = 0) -> list[Row]:
         p, y = [], []
         for r in group:
             for step, label in zip(r["steps"], _step_labels(r), strict=True):
-                if (
-                    step.get("p_fail") is not None
-                    and step["actor"] in ("slm", "teacher")
-                    and step["candidates"]
-                ):
+                # the label says whether the SLM's action failed: only where the SLM acted
+                if step.get("p_fail") is not None and step["actor"] == "slm" and step["candidates"]:
                     p.append(float(step["p_fail"]))
                     y.append(label)
-        has_router = name in ("r2v", "entropy", "verifier", "ppo") and p
+        scored = name in ("entropy", "verifier", "ppo") or (
+            name == "r2v" and router_label == "progress"
+        )
+        has_router = scored and bool(p)
         rows.append(
             Row(
                 env=env,
@@ -128,6 +164,7 @@ def build_rows(records: list[dict[str, Any]], *, seed: int = 0) -> list[Row]:
                 name=name,
                 point=float(point) if point is not None else None,
                 episodes=len(group),
+                games=len(set(games)),
                 success=mean,
                 ci_low=low,
                 ci_high=high,
@@ -140,6 +177,7 @@ def build_rows(records: list[dict[str, Any]], *, seed: int = 0) -> list[Row]:
                 outcomes={
                     (r["perturbation_seed"], r["env_seed"]): bool(r["success"]) for r in group
                 },
+                game_of={(r["perturbation_seed"], r["env_seed"]): _game(r) for r in group},
                 p_fail=p if has_router else [],
                 labels=y if has_router else [],
             )
@@ -170,8 +208,9 @@ COLUMNS = [
     "env",
     "method",
     "episodes",
+    "games",
     "success",
-    "95% CI",
+    "95% CI (games)",
     "LLM share",
     "cost/episode ($)",
     "worst-seed success",
@@ -187,6 +226,7 @@ def _cells(row: Row) -> list[str]:
         row.env,
         row.method,
         str(row.episodes),
+        str(row.games),
         _fmt(row.success),
         f"[{_fmt(row.ci_low)}, {_fmt(row.ci_high)}]",
         _fmt(row.llm_share),
@@ -220,10 +260,24 @@ def headline(rows: list[Row]) -> list[str]:
             test = metrics.mcnemar(
                 [r2v.outcomes[k] for k in keys], [nearest.outcomes[k] for k in keys]
             )
+            if keys:
+                paired = metrics.paired_cluster_test(
+                    [r2v.outcomes[k] for k in keys],
+                    [nearest.outcomes[k] for k in keys],
+                    [r2v.game_of[k] for k in keys],
+                )
+                lines.append(
+                    f"- {env}: R2V vs {nearest.method} (LLM share {_fmt(nearest.llm_share)}, "
+                    f"{abs(nearest.llm_share - r2v.llm_share) * 100:.1f} share points from R2V's), "
+                    f"{paired.pairs} paired episodes in {paired.clusters} games: success "
+                    f"difference {paired.difference:+.3f}, 95% CI over games "
+                    f"[{paired.ci_low:+.3f}, {paired.ci_high:+.3f}], randomisation p = "
+                    f"{paired.p_value:.3g}{' (exact)' if paired.exact else ''}."
+                )
             lines.append(
-                f"- {env}: McNemar R2V vs {nearest.method} (LLM share {_fmt(nearest.llm_share)}), "
-                f"{len(keys)} paired episodes: R2V-only wins {test.only_a}, entropy-only wins "
-                f"{test.only_b}, p = {test.p_value:.3g}{' (exact)' if test.exact else ''}."
+                f"- {env}: McNemar per episode, R2V vs {nearest.method}: R2V-only wins "
+                f"{test.only_a}, entropy-only wins {test.only_b}, p = {test.p_value:.3g}"
+                f"{' (exact)' if test.exact else ''} (treats episodes as independent)."
             )
             # SLM-only and LLM-only are the entropy router's end points (threshold +inf / -inf).
             slm = next((r for r in here if r.name == "slm"), None)
@@ -287,10 +341,15 @@ def _success_at_share(curve: list[CurvePoint], share: float) -> tuple[float, str
     return None
 
 
-def render_markdown(rows: list[Row]) -> str:
+def render_markdown(rows: list[Row], router_label: str = "progress") -> str:
     out = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     out += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     lines = headline(rows)
+    if router_label != "progress" and any(r.name == "r2v" for r in rows):
+        lines.append(
+            f"- R2V's router was trained on {router_label} labels, which evaluation episodes do "
+            "not carry: its Brier/ECE are in the router stage's held-out report, not here."
+        )
     if lines:
         out += ["", *lines]
     return "\n".join(out) + "\n"
@@ -374,11 +433,20 @@ def plot_reliability(rows: list[Row], path: str | Path, method: str = "r2v") -> 
     return True
 
 
-def write_leaderboard(paths: list[str | Path], out_dir: str | Path) -> str:
-    rows = build_rows(load_records(paths))  # bad input fails before anything is written
+def write_leaderboard(
+    paths: list[str | Path], out_dir: str | Path, router_label: str | None = None
+) -> str:
+    """Write the table and plots; ``router_label`` defaults to the one ``stages.json`` beside
+    the first results file records, else ``progress``."""
+    if router_label is None:
+        router_label = next(
+            (label for label in map(router_label_of, paths) if label is not None), "progress"
+        )
+    # bad input fails before anything is written
+    rows = build_rows(load_records(paths), router_label=router_label)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = render_markdown(rows)
+    text = render_markdown(rows, router_label)
     (out_dir / "leaderboard.md").write_text(text)
     (out_dir / "leaderboard.csv").write_text(render_csv(rows))
     plot_frontier(rows, out_dir / "frontier.png")

@@ -70,6 +70,8 @@ class EvalSettings:
     ppo_timesteps: int = 20_000
     device: str | None = None  # where the SLM runs (resolve_device); None = CPU
     backend: str = "transformers"  # the SLM engine (r2v_agent.policy.base.BACKENDS)
+    slm_url: str | None = None  # the openai backend's server: every worker is its client
+    sample_cache: str | None = None  # SQLite file of SLM samples shared across methods
 
 
 @dataclass(frozen=True)
@@ -103,15 +105,26 @@ def _worker_init(threads: int) -> None:
 
 
 def _load_agent(
-    agent_dir: str, seed: int, device: str | None = None, backend: str = "transformers"
+    agent_dir: str,
+    seed: int,
+    device: str | None = None,
+    backend: str = "transformers",
+    slm_url: str | None = None,
+    sample_cache: str | None = None,
 ) -> Any:
-    key = f"agent:{agent_dir}:{device}:{backend}"
+    key = f"agent:{agent_dir}:{device}:{backend}:{slm_url}:{sample_cache}"
     if key not in _CACHE:
         from r2v_agent.agent import RoutedAgent
 
-        _CACHE[key] = RoutedAgent.from_pretrained(
-            agent_dir, seed=seed, device=device, backend=backend
+        options = {"url": slm_url} if backend == "openai" else None
+        agent = RoutedAgent.from_pretrained(
+            agent_dir, seed=seed, device=device, backend=backend, backend_options=options
         )
+        if sample_cache:
+            from r2v_agent.policy.cache import CachedPolicy, SampleCache
+
+            agent.policy = CachedPolicy(agent.policy, SampleCache(sample_cache))
+        _CACHE[key] = agent
     return _CACHE[key]
 
 
@@ -137,7 +150,14 @@ def run_job(job: Job, settings: EvalSettings, random_rate: float | None = None) 
 
     spec = parse_method(job.method)
     agent = (
-        _load_agent(settings.agent_dir, settings.seed, settings.device, settings.backend)
+        _load_agent(
+            settings.agent_dir,
+            settings.seed,
+            settings.device,
+            settings.backend,
+            settings.slm_url,
+            settings.sample_cache,
+        )
         if spec.name != "llm"
         else None
     )
@@ -346,6 +366,18 @@ def _saved_router(agent_dir: str | Path) -> Any:
 
 
 # ---------------------------------------------------------------------------- command line
+def _cache_counters(path: str | None) -> dict[str, int]:
+    if not path:
+        return {"hits": 0, "calls": 0}
+    from r2v_agent.policy.cache import SampleCache
+
+    cache = SampleCache(path)
+    try:
+        return cache.counters()
+    finally:
+        cache.close()
+
+
 def _parse_seeds(text: str) -> list[int | None]:
     return [None if s in ("none", "clean") else int(s) for s in text.split(",") if s]
 
@@ -379,7 +411,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perturbation", default=None)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="episode processes (default 2; vllm: 1)"
+    )
     parser.add_argument("--executor", choices=["process", "ray"], default="process")
     parser.add_argument("--ray-address", default=None)
     parser.add_argument("--ppo-cost", type=float, default=0.3)
@@ -394,8 +428,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKENDS,
         default="transformers",
-        help="the SLM engine: transformers (CPU/GPU) or llamacpp (CPU; a BF16 GGUF of the same "
-        "weights, written once beside them)",
+        help="the SLM engine: transformers (CPU/GPU); llamacpp (CPU; a BF16 GGUF of the same "
+        "weights, written once beside them); vllm (vLLM in each worker process: use --workers "
+        "1); openai (a server at --slm-url, e.g. vLLM's, shared by every worker)",
+    )
+    parser.add_argument(
+        "--sample-cache",
+        default=None,
+        help="SQLite file caching SLM samples across the run's methods (same prompt, seed and "
+        "settings: the same candidates; records are identical with and without it)",
+    )
+    parser.add_argument(
+        "--slm-url",
+        default=None,
+        help="the openai backend's OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1",
     )
 
 
@@ -419,6 +465,18 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             print(f"r2v eval: error: {exc}")
             return 2
 
+    if (args.backend == "openai") != bool(args.slm_url):
+        print("r2v eval: error: --slm-url goes with --backend openai, and it needs one")
+        return 2
+    if args.workers is None:
+        args.workers = 1 if args.backend == "vllm" else 2
+    if args.backend == "vllm" and args.workers > 1 and args.executor == "process":
+        print(
+            "r2v eval: error: --backend vllm starts one engine per worker process; use "
+            "--workers 1, or serve the model (vLLM's OpenAI server) and run --backend openai "
+            "--slm-url URL, whose workers share that one engine"
+        )
+        return 2
     env_id, kwargs, agent, perturbation, max_steps, n_seeds, tasks = None, {}, None, None, 20, 1, 10
     if args.config:
         from r2v_agent.training.config import PipelineConfig
@@ -473,13 +531,23 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         ppo_timesteps=args.ppo_timesteps,
         device=device,
         backend=args.backend,
+        slm_url=args.slm_url,
+        sample_cache=args.sample_cache,
     )
     logging.basicConfig(level=logging.WARNING)
+    before = _cache_counters(settings.sample_cache)
     try:
         path = run_eval(settings)
     except ConfigError as exc:
         print(f"r2v eval: error: {exc}")
         return 2
+    if settings.sample_cache:
+        after = _cache_counters(settings.sample_cache)
+        hits, calls = after["hits"] - before["hits"], after["calls"] - before["calls"]
+        print(
+            f"sample cache {settings.sample_cache}: {hits} of {calls} SLM samples served from "
+            f"the cache ({100 * hits / max(1, calls):.1f} % of the SLM's work saved)"
+        )
     recorded = asdict(settings)
     for key in ("agent_dir", "out", "ppo_path", "ppo_rollouts"):
         if recorded[key] is not None:

@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 
 from r2v_agent.errors import ConfigError
-from r2v_agent.policy.base import SampleResult, line_break_tokens, prompt_ids, stop_token_ids
+from r2v_agent.policy.base import (
+    SampleResult,
+    line_break_tokens,
+    prompt_ids,
+    stop_token_ids,
+    top_k_entropy,
+)
 from r2v_agent.router.features import Candidate
 
 __all__ = ["LlamaCppPolicy"]
@@ -58,6 +64,7 @@ class LlamaCppPolicy:
         n_threads: CPU threads (default: torch's intra-op thread count, which ``r2v eval`` sets to
             cores / workers in each worker; every core without torch).
         prefix_cache: keep the previous prompt's cells and compute only what is new.
+        entropy_top_k: ``None``: full-vocabulary entropy; N: over the top N tokens.
     """
 
     quantize: str | None = None
@@ -76,6 +83,7 @@ class LlamaCppPolicy:
         n_ctx: int = 8192,
         n_threads: int | None = None,
         prefix_cache: bool = True,
+        entropy_top_k: int | None = None,
     ) -> None:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k!r}")
@@ -87,6 +95,7 @@ class LlamaCppPolicy:
         self.k = int(k)
         self.temperature = float(temperature)
         self.max_new_tokens = int(max_new_tokens)
+        self.entropy_top_k = None if entropy_top_k is None else int(entropy_top_k)
         self.rng = np.random.default_rng(seed)
         lib.llama_backend_init()
         lib.llama_log_set(_QUIET, ctypes.c_void_p(0))
@@ -154,7 +163,7 @@ class LlamaCppPolicy:
         row's entropy under the untempered distribution -- all rows at once."""
         shifted = logits - logits.max(axis=1, keepdims=True)
         logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        entropy = -(np.exp(logp) * logp).sum(axis=1)
+        entropy = top_k_entropy(logp, self.entropy_top_k)
         if greedy:
             chosen = logp.argmax(axis=1)
         else:  # inverse-CDF sampling at the temperature, one uniform draw per row

@@ -26,6 +26,7 @@ from r2v_agent.errors import ConfigError
 __all__ = [
     "PRESETS",
     "load_model_and_tokenizer",
+    "load_tokenizer",
     "model_cache_dir",
     "build_tiny_random",
     "resolve_device",
@@ -157,6 +158,19 @@ def source_dir(name_or_path: str) -> Path | None:
         return _smollm2_dir()
     path = Path(name_or_path)
     return path if path.is_dir() else None
+
+
+def load_tokenizer(name_or_path: str) -> Any:
+    """The tokenizer alone (for backends whose engine loads the weights itself)."""
+    if name_or_path == "tiny-random":
+        return build_tiny_random(0)[1]
+    from transformers import AutoTokenizer
+
+    path: str | Path = _smollm2_dir() if name_or_path == "smollm2-135m" else name_or_path
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def load_model_and_tokenizer(name_or_path: str, *, seed: int = 0) -> tuple[Any, Any]:

@@ -37,6 +37,9 @@ class TransformersPolicy:
         device: where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...); ``None`` leaves
             it where it is. Only the forward passes run there: sampling draws from the CPU
             generator, so a seed gives the same draws on every device. int8 is CPU-only.
+        entropy_top_k: ``None`` reports each token's entropy over the whole vocabulary; N, over
+            the N most likely tokens (what a top-N server backend reports, see
+            :func:`~r2v_agent.policy.base.top_k_entropy`).
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class TransformersPolicy:
         quantize: str | None = None,
         keep_base: bool = True,
         device: str | None = None,
+        entropy_top_k: int | None = None,
     ) -> None:
         import torch
 
@@ -79,6 +83,7 @@ class TransformersPolicy:
         self.k = int(k)
         self.temperature = float(temperature)
         self.max_new_tokens = int(max_new_tokens)
+        self.entropy_top_k = None if entropy_top_k is None else int(entropy_top_k)
         self.generator = torch.Generator().manual_seed(seed)
         self._newline: Any = None
         self.stop_ids = torch.tensor(sorted(stop_token_ids(tokenizer)))
@@ -124,7 +129,8 @@ class TransformersPolicy:
             steps = 0
             for _ in range(limit):
                 logp = torch.log_softmax(logits, dim=-1)
-                entropy = -(logp.exp() * logp).sum(-1)
+                top = logp if self.entropy_top_k is None else logp.topk(self.entropy_top_k).values
+                entropy = -(top.exp() * top).sum(-1)
                 if greedy:
                     nxt = logp.argmax(-1)
                 else:

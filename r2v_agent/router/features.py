@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FEATURE_NAMES", "N_FEATURES", "Candidate", "compute_features", "features_dict"]
+__all__ = [
+    "FEATURE_NAMES",
+    "N_FEATURES",
+    "FEATURE_GROUPS",
+    "resolve_features",
+    "Candidate",
+    "compute_features",
+    "features_dict",
+]
 
 FEATURE_NAMES: tuple[str, ...] = (
     "chosen_entropy_mean",
@@ -52,6 +60,46 @@ FEATURE_NAMES: tuple[str, ...] = (
     "escalation_share",
 )
 N_FEATURES = len(FEATURE_NAMES)
+
+
+#: Named groups of features, for ablations (``router.features`` in a pipeline config).
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "entropy": ("chosen_entropy_mean", "chosen_entropy_max"),
+    "likelihood": ("chosen_logprob_mean", "chosen_logprob_min", "candidates_seq_logprob_mean"),
+    "agreement": ("agreement", "distinct_ratio"),
+    "verifier": ("verifier_best", "verifier_mean", "verifier_std", "verifier_margin"),
+    "step_position": ("step_frac",),
+    "context": ("tool_error", "obs_log_len", "escalation_share"),
+}
+
+
+def resolve_features(spec: Sequence[str] | None) -> tuple[str, ...]:
+    """The features a spec names, in :data:`FEATURE_NAMES` order. ``None`` or ``["all"]``: all
+    15; items are feature or group names (:data:`FEATURE_GROUPS`); ``"-name"`` removes one
+    (``["all", "-verifier"]``: all but the verifier group)."""
+    if spec is None:
+        return FEATURE_NAMES
+    if isinstance(spec, str) or not all(isinstance(item, str) for item in spec):
+        raise ValueError(f"a feature set is a list of names, got {spec!r}")
+    chosen: set[str] = set()
+    for item in spec:
+        drop = item.startswith("-")
+        name = item[1:] if drop else item
+        if name == "all":
+            names: tuple[str, ...] = FEATURE_NAMES
+        elif name in FEATURE_GROUPS:
+            names = FEATURE_GROUPS[name]
+        elif name in FEATURE_NAMES:
+            names = (name,)
+        else:
+            raise ValueError(
+                f"unknown feature or group {name!r}; groups: {sorted(FEATURE_GROUPS)}, "
+                f"features: {list(FEATURE_NAMES)}"
+            )
+        chosen = chosen - set(names) if drop else chosen | set(names)
+    if not chosen:
+        raise ValueError(f"the feature set {list(spec)} leaves no feature")
+    return tuple(n for n in FEATURE_NAMES if n in chosen)
 
 
 @dataclass

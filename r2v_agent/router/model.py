@@ -17,6 +17,7 @@ extrapolate. ``spec()`` records the rule and the features that were constant in 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,22 @@ class MLPRouter(Router):
         # The training range of each feature; inputs are clamped to it (untrained: no clamp).
         self.lo = torch.full((N_FEATURES,), -torch.inf)
         self.hi = torch.full((N_FEATURES,), torch.inf)
+        # Which features the router reads (1) or ignores (0: an ablation's left-out features).
+        self.mask = torch.ones(N_FEATURES)
+
+    def use_features(self, names: Sequence[str]) -> None:
+        """Read only ``names`` (the others enter the network as a constant 0)."""
+        import torch
+
+        unknown = set(names) - set(FEATURE_NAMES)
+        if unknown:
+            raise ValueError(f"unknown features {sorted(unknown)}")
+        self.mask = torch.tensor([1.0 if n in names else 0.0 for n in FEATURE_NAMES])
+
+    @property
+    def features(self) -> list[str]:
+        """The features this router reads."""
+        return [n for n, m in zip(FEATURE_NAMES, self.mask.tolist(), strict=True) if m]
 
     def fit_input_range(self, features: Any) -> None:
         """Standardisation statistics and clamp range from the training features ``(n, 15)``."""
@@ -72,7 +89,7 @@ class MLPRouter(Router):
 
     def logits(self, features: Any) -> Any:
         x = features.clamp(self.lo.to(features.dtype), self.hi.to(features.dtype))
-        x = (x - self.mean) / self.std.clamp_min(1e-6)
+        x = (x - self.mean) / self.std.clamp_min(1e-6) * self.mask.to(x.dtype)
         return self.net(x).squeeze(-1) / self.temperature
 
     def p_fail(self, features: np.ndarray) -> np.ndarray:
@@ -97,6 +114,7 @@ class MLPRouter(Router):
             iso_y=self.iso_y,
             lo=self.lo,
             hi=self.hi,
+            mask=self.mask,
         )
         return state
 
@@ -128,6 +146,7 @@ class MLPRouter(Router):
         )
         router.iso_x = state.get("iso_x", router.iso_x)
         router.iso_y = state.get("iso_y", router.iso_y)
+        router.mask = state.get("mask", router.mask)  # older files: every feature
         if "lo" in state:
             router.lo, router.hi = state["lo"], state["hi"]
         else:
@@ -149,4 +168,5 @@ class MLPRouter(Router):
             if bool(self.lo.isfinite().all())
             else "unclamped",
             "constant_features": self.constant_features,
+            "features": self.features,
         }

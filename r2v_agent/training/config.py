@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from r2v_agent.errors import ConfigError
+from r2v_agent.router.features import resolve_features
 
 __all__ = [
     "EnvConfig",
@@ -66,6 +67,12 @@ class PolicyConfig:
     temperature: float = _doc("Sampling temperature.", 1.0)
     quantize: str | None = _doc("'int8' for CPU inference, or null for full precision.", None)
     history_chars: int = _doc("Character budget of the prompt's observation history.", 1200)
+    entropy_top_k: int | None = _doc(
+        "Entropy features over the N most likely tokens (what top-N servers -- the vllm and "
+        "openai backends -- can compute); null: over the whole vocabulary (transformers and "
+        "llamacpp only). The trained agent records it and refuses a backend that cannot.",
+        None,
+    )
 
 
 @dataclass
@@ -152,6 +159,12 @@ class RouterConfig:
         "Bound on CVaR_alpha of per-seed residual failure when target is 'cvar'.", 0.2
     )
     heldout_fraction: float = _doc("Share of tasks held out for calibration and tau.", 0.3)
+    features: list[str] | None = _doc(
+        "Features the router reads, for ablations: feature or group names (entropy, "
+        "likelihood, agreement, verifier, step_position, context), '-name' to drop one, e.g. "
+        "['all', '-verifier']; null: all 15.",
+        None,
+    )
 
 
 @dataclass
@@ -230,11 +243,22 @@ class PipelineConfig:
         )
         need(self.policy.k >= 2, "policy.k", self.policy.k, "need at least 2 candidates")
         need(
+            self.policy.entropy_top_k is None
+            or (isinstance(self.policy.entropy_top_k, int) and self.policy.entropy_top_k >= 1),
+            "policy.entropy_top_k",
+            self.policy.entropy_top_k,
+            "must be null or an integer >= 1",
+        )
+        need(
             self.policy.quantize in (None, "int8"),
             "policy.quantize",
             self.policy.quantize,
             "must be null or 'int8'",
         )
+        try:
+            resolve_features(self.router.features)
+        except ValueError as exc:
+            raise ConfigError(f"router.features: {exc}") from None
         need(
             self.router.label in ("progress", "counterfactual"),
             "router.label",

@@ -158,6 +158,7 @@ def _sampler(config: PipelineConfig, source: str, *, keep_base: bool = False) ->
         seed=config.seed,
         quantize=config.policy.quantize,
         keep_base=keep_base or config.policy.quantize is None,
+        entropy_top_k=config.policy.entropy_top_k,
     )
 
 

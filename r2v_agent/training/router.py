@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from r2v_agent import metrics
 from r2v_agent.errors import StageError
 from r2v_agent.router.calibration import fit_isotonic, fit_temperature
-from r2v_agent.router.features import FEATURE_NAMES
+from r2v_agent.router.features import FEATURE_NAMES, resolve_features
 from r2v_agent.router.model import MLPRouter
 from r2v_agent.training.config import RouterConfig
 from r2v_agent.training.episodes import make_env, play_episode
@@ -236,6 +236,7 @@ def fit_router(
         )
     torch.manual_seed(seed)
     router = MLPRouter(hidden=config.hidden, seed=seed)
+    router.use_features(resolve_features(config.features))
     xt = torch.tensor(x[is_train])
     yt = torch.tensor(labels[is_train])
     gt = torch.tensor(seeds[is_train])
@@ -310,6 +311,7 @@ def fit_router(
         "failure_rate_train": base_rate,
         "failure_rate_test": float(y_test.mean()),
         "one_label": one_label,
+        "features": router.features,
         "cvar_weight": config.cvar_weight,
         "cvar_alpha": config.cvar_alpha,
         "cvar_active": bool(active and config.cvar_weight > 0),

@@ -55,6 +55,10 @@ class TextWorldEnv(TextEnv):
             *current* state (for :class:`~r2v_agent.teacher.OracleTeacher` only), and
             ``info["expert_plan_length"]``, the length of that plan (the training pipeline's
             ground truth for progress).
+        show_commands: end every observation with the game's admissible commands
+            (``"Available commands: close door, go north, ..."``), as text-game agents commonly
+            get them -- a stated setting of a benchmark (it is in the env's kwargs, so results
+            name it), not the default. Perturbations act on the whole text, list included.
 
     ``reset(options=...)`` accepts ``task_id`` (``"cooking/d2/s17"``) or ``game_file`` (any
     TextWorld ``.z8``/``.ulx`` game; plain Z-machine games without TextWorld's ``.json`` play
@@ -73,6 +77,7 @@ class TextWorldEnv(TextEnv):
         cache_dir: str | os.PathLike[str] | None = None,
         max_episode_steps: int = 50,
         expert_hints: bool = False,
+        show_commands: bool = False,
         render_mode: str | None = None,
     ) -> None:
         super().__init__(
@@ -90,6 +95,7 @@ class TextWorldEnv(TextEnv):
         GameSpec(suite, self.difficulty, 0)
         split_seed(0, split)
         self.split = split
+        self.show_commands = bool(show_commands)
         self.cache_dir = cache_dir
         self._game: Any = None
         self._game_path: Path | None = None
@@ -115,11 +121,12 @@ class TextWorldEnv(TextEnv):
             task_id = spec.task_id
         self._load(path)
         self._state = self._game.reset()
+        info = self._infos()
         return (
-            clean_feedback(self._state.feedback or ""),
+            self._with_commands(clean_feedback(self._state.feedback or ""), info),
             task_id,
             self._max_of(self._state),
-            self._infos(),
+            info,
         )
 
     def _normalise_action(self, action: str) -> str:
@@ -147,13 +154,20 @@ class TextWorldEnv(TextEnv):
         self._state = state
         won = bool(getattr(state, "won", False))
         lost = bool(getattr(state, "lost", False))
+        info = self._infos()
         return StepOutcome(
-            observation=clean_feedback(state.feedback or ""),
+            observation=self._with_commands(clean_feedback(state.feedback or ""), info),
             score=float(score or 0.0),
             terminated=bool(done) and (won or lost or not self._has_json),
             success=won,
-            info=self._infos(),
+            info=info,
         )
+
+    def _with_commands(self, observation: str, info: dict[str, Any]) -> str:
+        commands = info.get("admissible_actions")
+        if not self.show_commands or not commands:
+            return observation
+        return f"{observation}\n\nAvailable commands: {', '.join(commands)}"
 
     # ----------------------------------------------------------------------------- internals
     def _load(self, path: Path) -> None:

@@ -79,3 +79,54 @@ def test_area_under_curve_by_hand() -> None:
     # unsorted input; trapezoids: (0.5-0)*(0.2+0.6)/2 + (1-0.5)*(0.6+1)/2 = 0.2 + 0.4
     assert metrics.area_under_curve([1.0, 0.0, 0.5], [1.0, 0.2, 0.6]) == pytest.approx(0.6)
     assert metrics.area_under_curve(np.array([0.3]), np.array([0.5])) == 0.0
+
+
+def test_cluster_bootstrap_with_one_episode_per_cluster_is_the_plain_bootstrap() -> None:
+    values = [1, 0, 1, 1, 0, 1, 1, 1]
+    plain = metrics.bootstrap_ci(values, n_resamples=500, seed=3)
+    clustered = metrics.cluster_bootstrap_ci(
+        values, list(range(len(values))), n_resamples=500, seed=3
+    )
+    assert clustered == pytest.approx(plain)
+
+
+def test_cluster_bootstrap_widens_with_correlated_episodes() -> None:
+    # 10 games, 5 won: each game's 5 perturbation seeds share its outcome
+    values = [float(g < 5) for g in range(10) for _ in range(5)]
+    games = [g for g in range(10) for _ in range(5)]
+    mean, low, high = metrics.cluster_bootstrap_ci(values, games, seed=0)
+    _, plain_low, plain_high = metrics.bootstrap_ci(values, seed=0)
+    assert mean == 0.5
+    # 10 independent units, not 50: the interval is about sqrt(5) = 2.2x as wide
+    assert (high - low) > 1.8 * (plain_high - plain_low)
+    # a cluster's mean counts by its episodes: (2 + 0 + 1) / 4
+    assert metrics.cluster_bootstrap_ci([1, 1, 0, 1], ["a", "a", "b", "c"])[0] == 0.75
+
+
+def test_paired_cluster_test_by_hand() -> None:
+    # three games, A wins every pair: d = (1, 1, 1); of 8 sign patterns 2 reach |3|
+    result = metrics.paired_cluster_test([1, 1, 1], [0, 0, 0], ["x", "y", "z"])
+    assert result.exact and result.clusters == 3 and result.pairs == 3
+    assert result.difference == 1.0 and result.p_value == pytest.approx(2 / 8)
+    # two of A's wins in one game: d = (2, 0, 1); |+-2 +-0 +-1| = 3 in 4 of 8 patterns
+    a, b, games = [1, 1, 0, 1], [0, 0, 0, 0], ["g1", "g1", "g2", "g3"]
+    clustered = metrics.paired_cluster_test(a, b, games)
+    assert clustered.p_value == pytest.approx(4 / 8) and clustered.difference == 0.75
+    # per episode, McNemar sees 3 discordant pairs all one way: p = 2 / 8
+    assert metrics.mcnemar([bool(x) for x in a], [bool(x) for x in b]).p_value == 0.25
+    # ties within a game cancel: d = (1 - 1) = 0 gives no evidence
+    tied = metrics.paired_cluster_test([1, 0], [0, 1], ["g", "g"])
+    assert tied.difference == 0.0 and tied.p_value == 1.0
+
+
+def test_paired_cluster_test_monte_carlo_and_errors() -> None:
+    games = list(range(20))
+    result = metrics.paired_cluster_test([1] * 20, [0] * 20, games, n_resamples=2000)
+    assert not result.exact
+    # all 2^20 patterns but two have |sum| < 20: p is the observed pattern's own 1 / 2001
+    assert result.p_value == pytest.approx(1 / 2001, abs=2 / 2001)
+    assert result.ci_low == result.ci_high == 1.0
+    with pytest.raises(ValueError, match="differ in length"):
+        metrics.paired_cluster_test([1, 0], [1], [0, 1])
+    with pytest.raises(ValueError, match="cluster labels"):
+        metrics.cluster_bootstrap_ci([1, 0], [0])

@@ -268,3 +268,18 @@ def test_bad_game_files_raise_an_error_naming_the_file(tmp_path: Path) -> None:
     for name, why in expected.items():
         verdict = verdicts[str(tmp_path / name)]
         assert verdict.startswith("GameFileError") and name in verdict and why in verdict
+
+
+def test_show_commands_lists_the_admissible_commands_in_each_observation() -> None:
+    plain = gym.make("R2V/TextWorld-v0", difficulty=1, expert_hints=True)
+    listed = gym.make("R2V/TextWorld-v0", difficulty=1, expert_hints=True, show_commands=True)
+    obs_plain, info = plain.reset(seed=3)
+    obs_listed, info_listed = listed.reset(seed=3)
+    assert "Available commands" not in obs_plain
+    head, _, tail = obs_listed.rpartition("\n\nAvailable commands: ")
+    assert head == obs_plain  # the game's own text, then the list
+    assert tail.split(", ") == info_listed["admissible_actions"] == info["admissible_actions"]
+    # after a step the list is the new state's
+    action = info_listed["expert_action"]
+    obs, _, _, _, after = listed.step(action)
+    assert obs.endswith("Available commands: " + ", ".join(after["admissible_actions"]))

@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from r2v_agent.errors import ConfigError
 from r2v_agent.evaluation.leaderboard import (
     build_rows,
     render_csv,
     render_markdown,
+    router_label_of,
     write_leaderboard,
 )
 from r2v_agent.training.trajectories import SCHEMA_VERSION, TrajectoryWriter
@@ -87,7 +89,36 @@ def test_rows_by_hand() -> None:
     assert rows["entropy@0.5"].auc is not None and rows["r2v"].auc is None
     assert llm.ci_low <= llm.success <= llm.ci_high
     csv_text = render_csv(list(rows.values()))
-    assert csv_text.splitlines()[0].startswith("env,method,episodes,success")
+    assert csv_text.splitlines()[0].startswith("env,method,episodes,games,success")
+    assert llm.games == 10
+
+
+def test_router_calibration_uses_the_trained_label_on_slm_steps(tmp_path: Path) -> None:
+    records = synthetic_records()
+    r2v = [r for r in records if r["agent"] == "r2v"]
+    slm_steps = sum(1 for r in r2v for s in r["steps"] if s["actor"] == "slm")
+    teacher_steps = sum(1 for r in r2v for s in r["steps"] if s["actor"] == "teacher")
+    assert slm_steps and teacher_steps  # the data has both
+    row = next(r for r in build_rows(records) if r.method == "r2v")
+    assert len(row.p_fail) == slm_steps  # teacher steps are not the SLM's failures to score
+    # a router trained on counterfactual labels is not scored with the progress label
+    unscored = next(
+        r for r in build_rows(records, router_label="counterfactual") if r.method == "r2v"
+    )
+    assert unscored.brier is None and unscored.ece is None
+    with pytest.raises(ConfigError, match="router_label"):
+        build_rows(records, router_label="hindsight")
+    # write_leaderboard reads the label from the stages.json kept beside the results
+    path = tmp_path / "e.jsonl"
+    with TrajectoryWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+    stages = {"router": {"hash": "x", "stats": {"label": "counterfactual"}}}
+    (tmp_path / "stages.json").write_text(json.dumps(stages))
+    assert router_label_of(path) == "counterfactual"
+    pytest.importorskip("matplotlib")
+    text = write_leaderboard([path], tmp_path / "out")
+    assert "trained on counterfactual labels" in text
 
 
 def test_write_leaderboard_makes_table_csv_and_plots(tmp_path: Path) -> None:

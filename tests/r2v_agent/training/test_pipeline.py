@@ -160,6 +160,29 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     assert isinstance(action, str) and agent.last_decision is not None
     assert len(agent.last_decision.candidates) == 4
 
+    # The ablation script retrains the router stage's variants on its rollouts and labels.
+    table = run / "ablations.md"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/router_ablations.py", "--config", str(config)]
+        + ["--out", str(table)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = [ln for ln in table.read_text().splitlines() if ln.startswith("| ")][1:]
+    assert [r.split(" | ")[0].strip("| ") for r in rows] == [
+        "all 15",
+        "entropy only",
+        "verifier only",
+        "all - verifier",
+        "all - entropy",
+        "all - step position",
+        "all, no CVaR term",
+    ]
+    assert "counterfactual labels" in table.read_text()
+
 
 def test_single_stage_needs_its_inputs(tmp_path: Path) -> None:
     config = _config(tmp_path)

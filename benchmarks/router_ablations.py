@@ -1,0 +1,56 @@
+"""What the router's features buy, on a pipeline run's own router-stage rollouts.
+
+    python benchmarks/router_ablations.py --config benchmarks/configs/textworld-cpu-fresh.yaml \
+        [--out benchmarks/results/NAME/ablations.md]
+
+Trains the run's router configuration on feature subsets (entropy only, verifier only, all 15,
+all minus the verifier / entropy / step-position groups) and without the CVaR term, on the same
+steps, labels, seed and task split as the router stage (`r2v_agent/training/router_ablation.py`),
+and prints held-out AUROC, Brier (and the base rate's), ECE, the share tau escalates, the
+residual failure and whether the CVaR term binds. The frontier each variant yields needs
+evaluation episodes per variant (`router.features` in a config, then `benchmarks/run.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from r2v_agent.errors import R2VAgentError
+from r2v_agent.training.config import PipelineConfig
+from r2v_agent.training.router_ablation import load_router_stage, render_table, run_ablations
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", required=True, help="the pipeline config of a finished run")
+    parser.add_argument("--out", default=None, help="also write the table here (Markdown)")
+    args = parser.parse_args(argv)
+    try:
+        config = PipelineConfig.from_yaml(args.config)
+        episodes, labels, mode = load_router_stage(config.run_dir)
+    except (R2VAgentError, OSError) as exc:
+        print(f"router_ablations: error: {exc} (has the pipeline's router stage run?)")
+        return 2
+    if mode != config.router.label:
+        print(
+            f"router_ablations: error: labels are {mode!r}, the config says {config.router.label!r}"
+        )
+        return 2
+    rows = run_ablations(episodes, labels, config.router, seed=config.seed)
+    table = render_table(rows)
+    header = (
+        f"Router ablations on {config.run_dir / 'router'}: {len(labels)} steps, "
+        f"{mode} labels (failure rate {labels.mean():.3f}), seed {config.seed}\n\n"
+    )
+    print(header + table)
+    if args.out:
+        Path(args.out).write_text(header + table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Seeded task families: deterministic, valid Terminal-Bench folders; the oracle solves every
+generated instance and doing nothing solves none; enough held-out instances for a benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+
+import r2v_envs  # noqa: F401
+from r2v_envs.terminalbench.families import FAMILIES, main, parse_seeds, write_dataset
+from r2v_envs.terminalbench.tasks import load_tasks, split_of
+
+from .conftest import needs_bwrap
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_the_same_seed_writes_the_same_bytes_and_seeds_differ(tmp_path: Path) -> None:
+    a = _snapshot(write_dataset(tmp_path / "a", [3, 4]))
+    b = _snapshot(write_dataset(tmp_path / "b", [3, 4]))
+    assert a == b and len(a) > 6 * 2 * 5
+    for family in FAMILIES:  # two seeds of one family: other values, other answers
+        first = (tmp_path / "a" / f"{family}-s3" / "tests" / "test_outputs.py").read_bytes()
+        second = (tmp_path / "a" / f"{family}-s4" / "tests" / "test_outputs.py").read_bytes()
+        assert first != second, family
+
+
+def test_generated_folders_are_valid_tasks_and_enough_are_held_out(tmp_path: Path) -> None:
+    assert main([str(tmp_path), "--seeds", "0-39"]) == 0
+    tasks = load_tasks(tmp_path)
+    assert len(tasks) == 6 * 40
+    held_out = [t for t in tasks if split_of(t) == "test"]
+    assert len(held_out) >= 60, len(held_out)
+    assert {t.rsplit("-s", 1)[0] for t in held_out} == set(FAMILIES)  # every family is held out
+    assert parse_seeds("2-4") == [2, 3, 4] and parse_seeds("1,7") == [1, 7]
+    with pytest.raises(ValueError, match="unknown task family"):
+        write_dataset(tmp_path / "x", [0], ["no-such-family"])
+
+
+@needs_bwrap
+def test_oracle_solves_every_instance_and_doing_nothing_none(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "tasks", [0, 1])
+    env = gym.make(
+        "R2V/TerminalBench-v0", dataset_path=str(root), expert_hints=True, command_timeout=10
+    ).unwrapped
+    try:
+        solved, untouched = [], []
+        for task_id in sorted(load_tasks(root)):
+            _, info = env.reset(options={"task_id": task_id})
+            done = False
+            while not done:
+                _, reward, terminated, truncated, info = env.step(info["expert_action"])
+                done = terminated or truncated
+            if info["success"] and reward == 1.0:
+                solved.append(task_id)
+            env.reset(options={"task_id": task_id})
+            *_, info = env.step("submit")
+            if info["success"]:
+                untouched.append(task_id)
+        assert len(solved) == 12, sorted(set(load_tasks(root)) - set(solved))
+        assert untouched == []
+    finally:
+        env.close()
