@@ -44,6 +44,9 @@ __all__ = [
     "write_leaderboard",
     "router_label_of",
     "ROUTER_LABELS",
+    "covariate_shift",
+    "render_shift",
+    "ShiftRow",
 ]
 
 ALPHA = 0.4  #: CVaR share of worst perturbation seeds
@@ -198,6 +201,75 @@ def build_rows(
     return rows
 
 
+@dataclass
+class ShiftRow:
+    """A routed method's steps before and after its episode's first escalation."""
+
+    env: str
+    method: str
+    phase: str  #: "before" or "after" the episode's first escalation
+    steps: int
+    escalation_rate: float
+    slm_steps: int
+    brier: float | None
+    ece: float | None
+
+
+def covariate_shift(records: list[dict[str, Any]]) -> list[ShiftRow]:
+    """Per routed method (R2V and the swept routers): escalation rate, and the router's Brier/ECE
+    on SLM-acted steps against the progress label, on the steps before the episode's first
+    escalation and after it. A router trained on SLM-only rollouts never saw the states after
+    an escalation; this is where that shows."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        name = record.get("extra", {}).get("method", record["agent"].split("@")[0])
+        if name in ("r2v", "entropy", "verifier", "ppo"):
+            groups[(_env_label(record), record["agent"])].append(record)
+    rows = []
+    for (env, method), group in sorted(groups.items()):
+        phases: dict[str, dict[str, list[float]]] = {
+            "before": {"escalated": [], "p": [], "y": []},
+            "after": {"escalated": [], "p": [], "y": []},
+        }
+        for record in group:
+            escalated_yet = False
+            for step, label in zip(record["steps"], _step_labels(record), strict=True):
+                phase = phases["after" if escalated_yet else "before"]
+                teacher = step["actor"] == "teacher"
+                phase["escalated"].append(float(teacher))
+                if not teacher and step.get("p_fail") is not None and step["candidates"]:
+                    phase["p"].append(float(step["p_fail"]))
+                    phase["y"].append(label)
+                escalated_yet = escalated_yet or teacher
+        for name, phase in phases.items():
+            if not phase["escalated"]:
+                continue
+            scored = bool(phase["p"])
+            rows.append(
+                ShiftRow(
+                    env=env,
+                    method=method,
+                    phase=name,
+                    steps=len(phase["escalated"]),
+                    escalation_rate=sum(phase["escalated"]) / len(phase["escalated"]),
+                    slm_steps=len(phase["p"]),
+                    brier=metrics.brier(phase["p"], phase["y"]) if scored else None,
+                    ece=metrics.ece(phase["p"], phase["y"]) if scored else None,
+                )
+            )
+    return rows
+
+
+def render_shift(rows: list[ShiftRow]) -> str:
+    head = ["env", "method", "steps", "escalated", "SLM steps", "Brier", "ECE"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r.env, f"{r.method} ({r.phase} 1st escalation)", str(r.steps)]
+        cells += [_fmt(r.escalation_rate), str(r.slm_steps), _fmt(r.brier), _fmt(r.ece)]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -311,6 +383,20 @@ def headline(rows: list[Row]) -> list[str]:
 #: A point of a router's success-vs-LLM-share curve: (LLM share, success, method).
 CurvePoint = tuple[float, float, str]
 
+#: A comparison at matched cost needs a measured point this close (in LLM share) on each side.
+MATCH_WINDOW = 0.05
+
+
+def _between(a: str, b: str, s0: float, s1: float) -> str:
+    gap = s1 - s0
+    note = f"interpolated: {a} to {b}, {100 * gap:.1f} share points apart"
+    if gap > 2 * MATCH_WINDOW:
+        note += (
+            f" -- not a matched comparison: no measured point within "
+            f"{100 * MATCH_WINDOW:.0f} share points; add sweep points there"
+        )
+    return note
+
 
 def _share_at_success(curve: list[CurvePoint], target: float) -> tuple[float, str] | None:
     """The smallest LLM share at which the (linearly interpolated) curve reaches ``target``,
@@ -323,7 +409,8 @@ def _share_at_success(curve: list[CurvePoint], target: float) -> tuple[float, st
         if y1 == target:
             return s1, f"measured: {b}"
         if y1 > target:
-            return s0 + (s1 - s0) * (target - y0) / (y1 - y0), f"interpolated: {a} to {b}"
+            share = s0 + (s1 - s0) * (target - y0) / (y1 - y0)
+            return share, _between(a, b, s0, s1)
     if points and points[-1][1] >= target:
         return points[-1][0], f"measured: {points[-1][2]}"
     return None
@@ -337,7 +424,7 @@ def _success_at_share(curve: list[CurvePoint], share: float) -> tuple[float, str
             return y, f"measured: {a}"
     for (s0, y0, a), (s1, y1, b) in zip(points, points[1:], strict=False):
         if s0 < share < s1:
-            return y0 + (y1 - y0) * (share - s0) / (s1 - s0), f"interpolated: {a} to {b}"
+            return y0 + (y1 - y0) * (share - s0) / (s1 - s0), _between(a, b, s0, s1)
     return None
 
 
@@ -443,10 +530,18 @@ def write_leaderboard(
             (label for label in map(router_label_of, paths) if label is not None), "progress"
         )
     # bad input fails before anything is written
-    rows = build_rows(load_records(paths), router_label=router_label)
+    records = load_records(paths)
+    rows = build_rows(records, router_label=router_label)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     text = render_markdown(rows, router_label)
+    shift = covariate_shift(records) if router_label == "progress" else []
+    if shift:
+        text += (
+            "\nCovariate shift: routed methods' steps before and after the episode's first "
+            "escalation (router Brier/ECE on SLM-acted steps, progress label):\n\n"
+            + render_shift(shift)
+        )
     (out_dir / "leaderboard.md").write_text(text)
     (out_dir / "leaderboard.csv").write_text(render_csv(rows))
     plot_frontier(rows, out_dir / "frontier.png")

@@ -159,6 +159,14 @@ class RouterConfig:
         "Bound on CVaR_alpha of per-seed residual failure when target is 'cvar'.", 0.2
     )
     heldout_fraction: float = _doc("Share of tasks held out for calibration and tau.", 0.3)
+    mixed_escalation_rate: float = _doc(
+        "Mixed trajectories: besides the SLM-only rollouts, play the same tasks again with a "
+        "seeded random router handing this share of steps to the (oracle) teacher, so the "
+        "router also learns from states after escalations, which SLM-only rollouts never "
+        "reach. 0: SLM-only. Steps the teacher acted on are not training examples (their label "
+        "would judge the teacher's action, not the SLM's).",
+        0.0,
+    )
     features: list[str] | None = _doc(
         "Features the router reads, for ablations: feature or group names (entropy, "
         "likelihood, agreement, verifier, step_position, context), '-name' to drop one, e.g. "
@@ -254,6 +262,12 @@ class PipelineConfig:
             "policy.quantize",
             self.policy.quantize,
             "must be null or 'int8'",
+        )
+        need(
+            0.0 <= self.router.mixed_escalation_rate < 1.0,
+            "router.mixed_escalation_rate",
+            self.router.mixed_escalation_rate,
+            "must be in [0, 1)",
         )
         try:
             resolve_features(self.router.features)

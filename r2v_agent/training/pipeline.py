@@ -411,6 +411,28 @@ def _router(config: PipelineConfig, out: Path) -> dict[str, Any]:
         agent_name="slm",
         desc="router: SLM rollouts",
     )
+    rate = config.router.mixed_escalation_rate
+    if rate > 0:  # mixed trajectories: the same tasks with seeded random escalations
+        from r2v_agent.router.baselines import RandomRouter
+
+        agent.router, agent.threshold, agent.teacher = (
+            RandomRouter(rate, config.seed),
+            0.5,
+            (OracleTeacher()),
+        )
+        episodes += rollout(
+            agent,
+            env_id=config.env.id,
+            env_kwargs=config.env.kwargs,
+            split="train",
+            tasks=tasks,
+            perturbation=config.env.perturbation,
+            perturbation_seeds=seeds,
+            max_steps=config.env.max_steps,
+            agent_name="mixed",
+            desc=f"router: mixed rollouts ({rate:.0%} random escalations)",
+        )
+        agent.router, agent.teacher = NeverEscalate(), None
     with TrajectoryWriter(out / "rollouts.jsonl") as writer:
         for episode in episodes:
             writer.write(episode)
@@ -424,7 +446,10 @@ def _router(config: PipelineConfig, out: Path) -> dict[str, Any]:
     agent.threshold = report["threshold"]
     agent.teacher = OracleTeacher()
     agent.save_pretrained(out / "agent")
-    report["slm_rollout_success"] = sum(e["success"] for e in episodes) / len(episodes)
+    slm_only = [e for e in episodes if e["agent"] == "slm"]
+    report["slm_rollout_success"] = sum(e["success"] for e in slm_only) / len(slm_only)
+    report["mixed_escalation_rate"] = rate
+    report["mixed_episodes"] = len(episodes) - len(slm_only)
     import numpy as np
 
     np.savez(out / "heldout_predictions.npz", p=heldout["p"], y=heldout["y"])

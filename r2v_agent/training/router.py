@@ -163,6 +163,15 @@ def _wrong_move(step: dict[str, Any]) -> bool:
     return expert is not None and _normalised(step["action"]) != _normalised(expert)
 
 
+def slm_steps(episodes: list[dict[str, Any]]) -> np.ndarray:
+    """Per step (in episode order): whether the SLM acted -- the steps a router learns from (a
+    teacher-acted step of a mixed trajectory carries the teacher's outcome, not the SLM's)."""
+    return np.asarray(
+        [step.get("actor", "slm") != "teacher" for e in episodes for step in e["steps"]],
+        dtype=bool,
+    )
+
+
 def _features(episodes: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows, seeds, tasks = [], [], []
     for episode in episodes:
@@ -211,6 +220,8 @@ def fit_router(
     x, seeds, tasks = _features(episodes)
     if len(x) != len(labels):
         raise StageError(f"router: {len(x)} steps but {len(labels)} labels")
+    slm = slm_steps(episodes)  # mixed trajectories: learn from the SLM's own steps only
+    x, seeds, tasks, labels = x[slm], seeds[slm], tasks[slm], labels[slm]
     unique_tasks = sorted(set(tasks.tolist()))
     if len(unique_tasks) < 3:
         raise StageError(
@@ -304,6 +315,7 @@ def fit_router(
     per_seed = [float(residual[seeds[is_test] == g].mean()) for g in np.unique(seeds[is_test])]
     report: dict[str, Any] = {
         "steps": int(len(x)),
+        "teacher_steps_left_out": int((~slm).sum()),
         "train_steps": int(is_train.sum()),
         "calibration_steps": int(is_calib.sum()),
         "test_steps": int(is_test.sum()),

@@ -168,10 +168,11 @@ def test_headline_matched_share_uses_slm_and_llm_as_sweep_ends() -> None:
     rows = build_rows(synthetic_records())
     text = "\n".join(headline(rows))
     # R2V 0.833 lies between entropy@0.2 (0.700 at 0.817) and LLM-only (0.967 at 1.0).
-    assert "entropy router needs LLM share 0.908 (interpolated: entropy@0.2 to llm)" in text
+    assert "entropy router needs LLM share 0.908 (interpolated: entropy@0.2 to llm, 18.3" in text
     # At R2V's share 0.367, between entropy@0.8 (0.367 at 0.125) and entropy@0.5 (0.533 at
     # 0.567): 0.367 + 0.167 * (0.367 - 0.125) / (0.567 - 0.125) = 0.458.
-    assert "entropy router reaches success 0.458 (interpolated: entropy@0.8 to entropy@0.5)" in text
+    assert "entropy router reaches success 0.458 (interpolated: entropy@0.8 to entropy@0.5" in text
+    assert text.count("not a matched comparison") == 2  # both gaps are wider than 2 x 5 points
     # An R2V no better than SLM-only needs no LLM share at all.
     by_method = {r.method: r for r in rows}
     by_method["r2v"].success = by_method["slm"].success
@@ -184,9 +185,46 @@ def test_matched_points_name_where_they_come_from() -> None:
     curve = [(0.0, 0.2, "slm"), (0.3, 0.6, "entropy@0.5"), (1.0, 1.0, "llm")]
     assert _share_at_success(curve, 0.6) == (0.3, "measured: entropy@0.5")
     share, where = _share_at_success(curve, 0.8)  # halfway from 0.6 to 1.0: share 0.65
-    assert share == pytest.approx(0.65) and where == "interpolated: entropy@0.5 to llm"
+    assert share == pytest.approx(0.65) and where.startswith(
+        "interpolated: entropy@0.5 to llm, 70.0"
+    )
+    assert "not a matched comparison" in where  # 70 share points between measured points
     assert _share_at_success(curve, 1.01) is None
     assert _success_at_share(curve, 0.3) == (0.6, "measured: entropy@0.5")
     success, where = _success_at_share(curve, 0.15)  # halfway from 0.2 to 0.6
-    assert success == pytest.approx(0.4) and where == "interpolated: slm to entropy@0.5"
+    assert success == pytest.approx(0.4) and where.startswith("interpolated: slm to entropy@0.5")
+    # two measured points 8 share points apart: each within 5 of a point between them
+    close = [(0.30, 0.6, "entropy@0.5"), (0.38, 0.7, "entropy@0.4")]
+    assert _success_at_share(close, 0.34)[1] == (
+        "interpolated: entropy@0.5 to entropy@0.4, 8.0 share points apart"
+    )
     assert _success_at_share(curve[1:], 0.1) is None  # below the sweep: no guess
+
+
+def test_covariate_shift_splits_steps_at_the_first_escalation(tmp_path: Path) -> None:
+    from r2v_agent.evaluation.leaderboard import covariate_shift
+
+    rng = np.random.default_rng(0)
+    record = _episode("r2v", None, 100, 0, rng, 1.0, 0.0)
+    record["success"] = True
+    actors = ["slm", "slm", "teacher", "slm"]
+    p_fail = [0.1, 0.3, 0.9, 0.6]
+    progress = [True, True, True, False]  # the SLM's last step makes no progress: label 1
+    for step, actor, p, ok in zip(record["steps"], actors, p_fail, progress, strict=True):
+        step.update(actor=actor, p_fail=p, progress=ok)
+    rows = {r.phase: r for r in covariate_shift([record])}
+    before, after = rows["before"], rows["after"]
+    # before: the two SLM steps and the escalation itself; after: one SLM step
+    assert (before.steps, before.escalation_rate, before.slm_steps) == (3, 1 / 3, 2)
+    assert (after.steps, after.escalation_rate, after.slm_steps) == (1, 0.0, 1)
+    assert before.brier == pytest.approx((0.1**2 + 0.3**2) / 2)  # labels 0, 0
+    assert after.brier == pytest.approx((0.6 - 1.0) ** 2)  # label 1
+    # methods without a router (slm, llm) have no such table
+    assert covariate_shift([_episode("slm", None, 100, 0, rng, 0.5, 0.0)]) == []
+    # write_leaderboard appends the table
+    path = tmp_path / "e.jsonl"
+    with TrajectoryWriter(path) as writer:
+        for r in synthetic_records():
+            writer.write(r)
+    pytest.importorskip("matplotlib")
+    assert "after 1st escalation" in write_leaderboard([path], tmp_path / "out")

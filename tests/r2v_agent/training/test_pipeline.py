@@ -131,11 +131,13 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     # Counterfactual labels: only the router stage (and the report) rerun.
     data = yaml.safe_load(config.read_text())
     data["router"]["label"] = "counterfactual"
+    data["router"]["mixed_escalation_rate"] = 0.3  # and mixed trajectories
     config.write_text(yaml.safe_dump(data))
     cf = _run_r2v("train", "router", "--config", str(config))
     assert cf.returncode == 0, cf.stderr[-3000:]
     stats = json.loads((run / "router" / "stage.json").read_text())["stats"]
     assert stats["label"] == "counterfactual"
+    assert stats["mixed_episodes"] > 0 and stats["teacher_steps_left_out"] > 0
     mode, saved = load_step_labels(run / "router" / "labels.json")
     rollouts = list(read_episodes(run / "router" / "rollouts.jsonl"))
     assert mode == "counterfactual" and len(saved) == len(rollouts)

@@ -173,3 +173,26 @@ def test_ablations_find_the_feature_that_carries_the_signal(tmp_path) -> None:
     y = x.copy()
     y[:, 7:] += 5.0  # features it does not read change nothing
     np.testing.assert_allclose(loaded.p_fail(x), loaded.p_fail(y))
+
+
+def test_teacher_acted_steps_of_mixed_trajectories_are_not_training_examples() -> None:
+    episodes, labels = _episodes(20)
+    mixed, mixed_labels, i = [], [], 0
+    rng = np.random.default_rng(3)
+    for episode in episodes:
+        steps = []
+        for step in episode["steps"]:
+            steps.append({**step, "actor": "slm"})
+            mixed_labels.append(labels[i])
+            i += 1
+            if rng.random() < 0.3:  # a teacher step with misleading features and label
+                noise = {name: 50.0 for name in FEATURE_NAMES}
+                steps.append({"features": noise, "actor": "teacher"})
+                mixed_labels.append(1.0)
+        mixed.append({**episode, "steps": steps})
+    config = RouterConfig(calibration="temperature", epochs=100, budget=0.4)
+    _, alone, _ = fit_router(episodes, labels, config, seed=0)
+    _, with_teacher, _ = fit_router(mixed, np.asarray(mixed_labels, np.float32), config, seed=0)
+    assert with_teacher["teacher_steps_left_out"] > 0 and alone["teacher_steps_left_out"] == 0
+    for key in ("steps", "test_auroc", "test_brier", "threshold"):
+        assert with_teacher[key] == alone[key], key
