@@ -399,28 +399,9 @@ def _router(config: PipelineConfig, out: Path) -> dict[str, Any]:
         n = min(config.router.tasks or config.env.train_tasks, config.env.train_tasks)
         tasks = list(range(n))
     seeds: list[int | None] = list(range(1, config.env.perturbation_seeds + 1))
-    episodes = rollout(
-        agent,
-        env_id=config.env.id,
-        env_kwargs=config.env.kwargs,
-        split="train",
-        tasks=tasks,
-        perturbation=config.env.perturbation,
-        perturbation_seeds=seeds,
-        max_steps=config.env.max_steps,
-        agent_name="slm",
-        desc="router: SLM rollouts",
-    )
-    rate = config.router.mixed_escalation_rate
-    if rate > 0:  # mixed trajectories: the same tasks with seeded random escalations
-        from r2v_agent.router.baselines import RandomRouter
 
-        agent.router, agent.threshold, agent.teacher = (
-            RandomRouter(rate, config.seed),
-            0.5,
-            (OracleTeacher()),
-        )
-        episodes += rollout(
+    def play(name: str, desc: str) -> list[dict[str, Any]]:
+        return rollout(
             agent,
             env_id=config.env.id,
             env_kwargs=config.env.kwargs,
@@ -429,9 +410,18 @@ def _router(config: PipelineConfig, out: Path) -> dict[str, Any]:
             perturbation=config.env.perturbation,
             perturbation_seeds=seeds,
             max_steps=config.env.max_steps,
-            agent_name="mixed",
-            desc=f"router: mixed rollouts ({rate:.0%} random escalations)",
+            agent_name=name,
+            desc=desc,
         )
+
+    episodes = play("slm", "router: SLM rollouts")
+    rate = config.router.mixed_escalation_rate
+    if rate > 0:  # mixed trajectories: the same tasks with seeded random escalations
+        from r2v_agent.router.baselines import RandomRouter
+
+        agent.router, agent.threshold = RandomRouter(rate, config.seed), 0.5
+        agent.teacher = OracleTeacher()
+        episodes += play("mixed", f"router: mixed rollouts ({rate:.0%} random escalations)")
         agent.router, agent.teacher = NeverEscalate(), None
     with TrajectoryWriter(out / "rollouts.jsonl") as writer:
         for episode in episodes:
