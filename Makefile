@@ -64,12 +64,13 @@ MARKERS := not slow and not gpu and not network
 test: install vllm  ## the test suite CI runs (markers slow/gpu/network are skipped)
 	@# vLLM's tests run for real: its server from .venv-vllm for the openai backend ...
 	R2V_REQUIRE_VLLM=1 R2V_VLLM_PYTHON=$(VLLM_VENV)/bin/python \
-		$(BIN)/python -m pytest -m "$(MARKERS)"
+		$(BIN)/python -m pytest -m "$(MARKERS)" --ignore=tests/r2v_agent/test_vllm_backend.py
 	@# ... and the in-process vllm backend inside .venv-vllm.
 	$(VLLM_VENV)/bin/python -m pytest -m "$(MARKERS)" tests/r2v_agent/test_vllm_backend.py
 
 test-all: install vllm
-	R2V_REQUIRE_VLLM=1 R2V_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/python -m pytest
+	R2V_REQUIRE_VLLM=1 R2V_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/python -m pytest \
+		--ignore=tests/r2v_agent/test_vllm_backend.py
 	$(VLLM_VENV)/bin/python -m pytest tests/r2v_agent/test_vllm_backend.py
 
 lint: install
