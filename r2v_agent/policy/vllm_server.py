@@ -104,7 +104,9 @@ class VLLMServer:
         ]
         # vLLM's CPU build otherwise claims most of the machine's memory for its KV cache.
         self.env = {"VLLM_CPU_KVCACHE_SPACE": "2", **os.environ, **(env or {})}
-        self.log_path = Path(tempfile.mkstemp(prefix="vllm-serve-", suffix=".log")[1])
+        handle, name = tempfile.mkstemp(prefix="vllm-serve-", suffix=".log")
+        os.close(handle)  # the server writes it; kept after stop() for a failure's post-mortem
+        self.log_path = Path(name)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 900.0) -> VLLMServer:
