@@ -143,3 +143,23 @@ def test_backend_options_are_checked() -> None:
         build_policy(
             "openai", None, tokenizer, entropy_top_k=20, backend_options={"url": "ftp://x"}
         )
+
+
+def test_an_agent_trained_on_top_n_entropies_records_it_and_passes_the_check(tmp_path) -> None:
+    from r2v_agent.policy.openai_compat import SLMServerError
+    from r2v_agent.router.baselines import EntropyRouter
+
+    model, tokenizer = build_tiny_random(seed=0)
+    policy = build_policy("transformers", model, tokenizer, k=2, entropy_top_k=20)
+    RoutedAgent(policy, EntropyRouter(), None).save_pretrained(tmp_path / "agent")
+    config = json.loads((tmp_path / "agent" / "config.json").read_text())
+    assert config["policy"]["entropy"] == "top20"
+    again = RoutedAgent.from_pretrained(tmp_path / "agent")
+    assert again.policy.entropy_top_k == 20  # transformers computes the same definition
+    # a top-N backend accepts it: what stops it here is the absent server, not the check
+    with pytest.raises(SLMServerError, match="is it running"):
+        RoutedAgent.from_pretrained(
+            tmp_path / "agent",
+            backend="openai",
+            backend_options={"url": "http://127.0.0.1:9/v1", "timeout": 1, "max_retries": 0},
+        )
