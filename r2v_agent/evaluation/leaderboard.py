@@ -122,6 +122,11 @@ def router_label_of(results: str | Path) -> str | None:
     return str(label) if label in ROUTER_LABELS else None
 
 
+def _method_name(record: dict[str, Any]) -> str:
+    """The method a record ran (``entropy`` for ``entropy@0.3``)."""
+    return str(record.get("extra", {}).get("method", record["agent"].split("@")[0]))
+
+
 def _game(record: dict[str, Any]) -> str:
     return str(record.get("task_id") or record.get("env_seed"))
 
@@ -139,7 +144,7 @@ def build_rows(
     rows = []
     for (env, method), group in sorted(groups.items()):
         extra = group[0].get("extra", {})
-        name = extra.get("method", method.split("@")[0])
+        name = _method_name(group[0])
         point = extra.get("point")
         success = [float(r["success"]) for r in group]
         games = [_game(r) for r in group]
@@ -222,7 +227,7 @@ def covariate_shift(records: list[dict[str, Any]]) -> list[ShiftRow]:
     an escalation; this is where that shows."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        name = record.get("extra", {}).get("method", record["agent"].split("@")[0])
+        name = _method_name(record)
         if name in ("r2v", "entropy", "verifier", "ppo"):
             groups[(_env_label(record), record["agent"])].append(record)
     rows = []

@@ -91,7 +91,7 @@ def build_policy(
     check_entropy_support(backend, entropy_top_k)
     if needs_weights(backend) and model is None:
         raise ConfigError(f"the {backend} backend is built from loaded weights; model is None")
-    if backend in ("vllm", "openai") and quantize is not None:
+    if not needs_weights(backend) and quantize is not None:
         raise ConfigError(f"quantize={quantize!r} is the transformers backend's; not {backend}")
     if backend == "openai":
         from r2v_agent.policy.openai_compat import OpenAIPolicy
@@ -116,7 +116,7 @@ def build_policy(
                 "the vllm backend loads a safetensors folder; this model has none (a preset "
                 "built in code: save the agent first)"
             )
-        if device not in (None, "cpu", "cuda", "auto") and not str(device).startswith("cuda"):
+        if device not in (None, "cpu", "auto") and not str(device).startswith("cuda"):
             raise ConfigError(f"the vllm backend runs on its build's device, not {device!r}")
         return VLLMPolicy(
             source,

@@ -15,6 +15,7 @@ processes; it also counts hits and calls, so a run can report what the cache sav
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -165,15 +166,7 @@ class CachedPolicy:
         self.cache.put(
             key,
             {
-                "candidates": [
-                    {
-                        "text": c.text,
-                        "token_logprobs": c.token_logprobs,
-                        "token_entropies": c.token_entropies,
-                        "token_ids": c.token_ids,
-                    }
-                    for c in result.candidates
-                ],
+                "candidates": [dataclasses.asdict(c) for c in result.candidates],
                 "prompt_tokens": result.prompt_tokens,
                 "new_tokens": result.new_tokens,
                 "state_after": _get_state(self.policy),

@@ -178,11 +178,8 @@ def load_model_and_tokenizer(name_or_path: str, *, seed: int = 0) -> tuple[Any, 
     if name_or_path == "tiny-random":
         return build_tiny_random(seed)
     _import_torch()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
+    tokenizer = load_tokenizer(name_or_path)
     path: str | Path = _smollm2_dir() if name_or_path == "smollm2-135m" else name_or_path
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model.eval(), tokenizer
+    return AutoModelForCausalLM.from_pretrained(path).eval(), tokenizer
