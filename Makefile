@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= textworld,humaneval,docker,agent,train,bench,llamacpp,dev
+EXTRAS ?= textworld,humaneval,docker,agent,train,bench,llamacpp,serve,dev
 
 VLLM_VENV := .venv-vllm
 # vLLM's CPU build here; on a CUDA machine: make vllm VLLM_SPEC=vllm (its CUDA torch).

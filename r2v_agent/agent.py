@@ -25,6 +25,7 @@ from r2v_agent.policy.base import (
     DEFAULT_TOP_K,
     TOP_K_ONLY,
     Policy,
+    SampleResult,
     entropy_definition,
     parse_entropy_definition,
 )
@@ -70,7 +71,19 @@ def _preset_router_note(tau: float) -> str:
     )
 
 
-_MAX_NEW_TOKENS = {"textworld": 16, "terminalbench": 64, "humaneval": 320}
+#: Generation limit of an action, per family.
+MAX_NEW_TOKENS = {"textworld": 16, "terminalbench": 64, "humaneval": 320}
+
+
+@dataclass
+class Assessment:
+    """What the verifier and router make of one step's K candidates."""
+
+    actions: list[str]  #: each candidate's action (the family's extraction of its text)
+    scores: list[float]  #: verifier scores
+    chosen: int  #: the best-verified candidate (ties: the likelier)
+    features: dict[str, float]  #: the router's features, by name
+    p_fail: float
 
 
 @dataclass
@@ -182,27 +195,41 @@ class RoutedAgent:
         """Add a step someone else took to the history (replays, counterfactual rollouts)."""
         self._turns.append(Turn(observation, action))
 
-    def act(self, observation: str, info: dict[str, Any]) -> str:
-        if self._episode_family is None:  # fixed for the episode from its first info
-            self._episode_family = self.family or infer_family(info)
-        family = self._episode_family
+    def format_of(self, family: str) -> PromptFormat:
+        """The prompt format of ``family`` with this agent's history budget."""
         fmt: PromptFormat = FORMATS[family]
         if self.history_chars is not None:
             fmt = dataclasses.replace(fmt, max_chars=self.history_chars)
-        verifier = self.verifier if self.verifier is not None else RuleVerifier(family)
-        self._turns.append(Turn(observation))
-        sample = self.policy.sample(
-            fmt.messages(self._turns),
-            single_line=not fmt.multiline_actions,
-            max_new_tokens=_MAX_NEW_TOKENS[family],
+        return fmt
+
+    def sample_step(self, messages: list[dict[str, str]], family: str) -> SampleResult:
+        """The SLM's K candidates for chat ``messages``, with ``family``'s generation limits."""
+        return self.policy.sample(
+            messages,
+            single_line=not FORMATS[family].multiline_actions,
+            max_new_tokens=MAX_NEW_TOKENS[family],
         )
+
+    def assess(
+        self,
+        sample: SampleResult,
+        *,
+        observation: str,
+        info: dict[str, Any],
+        family: str,
+        step: int,
+        escalations_so_far: int,
+    ) -> Assessment:
+        """Verifier scores, the chosen candidate, the router's features and p_fail for one
+        step's ``sample`` (what :meth:`act` decides on; ``r2v serve`` calls it per request)."""
+        fmt = self.format_of(family)
+        verifier = self.verifier if self.verifier is not None else RuleVerifier(family)
         actions = [fmt.extract_action(c.text) for c in sample.candidates]
-        scores = verifier.score(observation, actions, info)
+        scores = [float(s) for s in verifier.score(observation, actions, info)]
         # Best verifier score; ties go to the more likely candidate.
         chosen = max(
             range(len(actions)), key=lambda i: (scores[i], sample.candidates[i].seq_logprob)
         )
-        step = len(self._turns) - 1
         features = compute_features(
             sample.candidates,
             chosen,
@@ -211,13 +238,36 @@ class RoutedAgent:
             max_steps=int(info.get("max_episode_steps", self.max_steps)),
             tool_error=bool(info.get("tool_error", False)),
             observation=observation,
-            escalations_so_far=self._episode_escalations,
+            escalations_so_far=escalations_so_far,
         )
         if getattr(self.router, "uses_hindsight", False):
             # The hindsight oracle (a reference, not deployable) judges the chosen action itself.
             p_fail = float(self.router.hindsight(actions[chosen], info))  # type: ignore[attr-defined]
         else:
             p_fail = float(self.router(features)[0])
+        return Assessment(actions, scores, chosen, features_dict(features), p_fail)
+
+    def act(self, observation: str, info: dict[str, Any]) -> str:
+        if self._episode_family is None:  # fixed for the episode from its first info
+            self._episode_family = self.family or infer_family(info)
+        family = self._episode_family
+        self._turns.append(Turn(observation))
+        sample = self.sample_step(self.format_of(family).messages(self._turns), family)
+        step = len(self._turns) - 1
+        assessed = self.assess(
+            sample,
+            observation=observation,
+            info=info,
+            family=family,
+            step=step,
+            escalations_so_far=self._episode_escalations,
+        )
+        actions, scores, chosen, p_fail = (
+            assessed.actions,
+            assessed.scores,
+            assessed.chosen,
+            assessed.p_fail,
+        )
         action, actor, cost = actions[chosen], "slm", CallCost()
         fallback, error = False, None
         if self.teacher is not None and p_fail > self.threshold:
@@ -243,9 +293,9 @@ class RoutedAgent:
                 }
                 for c, a in zip(sample.candidates, actions, strict=True)
             ],
-            verifier_scores=[float(s) for s in scores],
+            verifier_scores=scores,
             chosen=chosen,
-            features=features_dict(features),
+            features=assessed.features,
             p_fail=p_fail,
             threshold=self.threshold,
             actor=actor,

@@ -5,6 +5,7 @@ r2v collect --config FILE                                # one stage (its inputs
 r2v train {bc,verifier,dpo,router} --config FILE
 r2v report --config FILE
 r2v eval ...                                             # benchmarks/run.py's runner
+r2v serve --agent DIR --teacher-url URL --teacher-model M  # OpenAI-compatible endpoint
 r2v config                                               # every config field, documented
 """
 
@@ -71,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     evaluation_run.add_arguments(ev)
+    from r2v_agent.serve import cli as serve_cli  # argparse only; nothing heavy
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the routed agent as an OpenAI-compatible chat endpoint",
+        description=serve_cli.__doc__,
+    )
+    serve_cli.add_arguments(serve)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -82,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "eval":
             return evaluation_run.run_from_args(args, ev)
+        if args.command == "serve":
+            return serve_cli.run_from_args(args)
         from r2v_agent.training.config import PipelineConfig
         from r2v_agent.training.pipeline import agent_dir, run_pipeline, run_stage
 

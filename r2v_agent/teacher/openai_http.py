@@ -21,7 +21,7 @@ from typing import Any
 from r2v_agent.policy.prompts import PromptFormat, Turn, format_for
 from r2v_agent.teacher.base import CallCost, PriceTable, Teacher, TeacherReply
 
-__all__ = ["OpenAITeacher", "TeacherStats"]
+__all__ = ["OpenAITeacher", "TeacherStats", "ChatReply"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,16 @@ class TeacherStats:
     retries: int = 0
     successes: int = 0
     fallbacks: int = 0
+
+
+@dataclass
+class ChatReply:
+    """A chat completion's text and cost, or why there is none."""
+
+    content: str | None
+    cost: CallCost
+    error: str | None = None
+    retries: int = 0
 
 
 class _Retryable(Exception):
@@ -91,12 +101,32 @@ class OpenAITeacher(Teacher):
 
     def act(self, turns: list[Turn], info: dict[str, Any], *, fallback_action: str) -> TeacherReply:
         fmt = self.prompt_format or format_for(str(info.get("task_family", "textworld")))
+        reply = self.chat(fmt.messages(turns))
+        error = reply.error
+        if reply.content is not None:
+            action = fmt.extract_action(reply.content)
+            if action:
+                self.total += reply.cost
+                self.stats.successes += 1
+                return TeacherReply(action, reply.cost, retries=reply.retries)
+            error = "the teacher's reply held no action"
+        self.stats.fallbacks += 1
+        logger.warning("teacher %s failed (%s); using the SLM's action", self.url, error)
+        return TeacherReply(
+            fallback_action, CallCost(), fallback=True, error=error, retries=reply.retries
+        )
+
+    def chat(self, messages: list[dict[str, str]], *, max_tokens: int | None = None) -> ChatReply:
+        """One chat completion for ``messages``, retried as the class says; never raises.
+        ``content`` is ``None`` when the endpoint stayed down or answered something unusable
+        (``error`` says what). The caller decides whether the reply is used, so ``total`` and
+        ``stats.successes`` are left to it."""
         body = json.dumps(
             {
                 "model": self.model,
-                "messages": fmt.messages(turns),
+                "messages": messages,
                 "temperature": self.temperature,
-                "max_tokens": self.max_tokens,
+                "max_tokens": self.max_tokens if max_tokens is None else int(max_tokens),
             }
         ).encode()
         error = "no attempt made"
@@ -106,7 +136,7 @@ class OpenAITeacher(Teacher):
                 retries += 1
                 self.stats.retries += 1
             try:
-                reply, usage = self._post(body)
+                content, usage = self._post(body)
             except _Retryable as exc:
                 error = str(exc)
                 if attempt < self.max_retries:
@@ -115,19 +145,12 @@ class OpenAITeacher(Teacher):
             except ValueError as exc:  # a usable-looking answer that is not: do not retry
                 error = str(exc)
                 break
-            action = fmt.extract_action(reply)
-            if not action:
-                error = "the teacher's reply held no action"
+            if not content.strip():
+                error = "the teacher's reply was empty"
                 break
             cost = CallCost(1, usage[0], usage[1], self.prices.cost(self.model, *usage))
-            self.total += cost
-            self.stats.successes += 1
-            return TeacherReply(action, cost, retries=retries)
-        self.stats.fallbacks += 1
-        logger.warning("teacher %s failed (%s); using the SLM's action", self.url, error)
-        return TeacherReply(
-            fallback_action, CallCost(), fallback=True, error=error, retries=retries
-        )
+            return ChatReply(content, cost, retries=retries)
+        return ChatReply(None, CallCost(), error=error, retries=retries)
 
     def _post(self, body: bytes) -> tuple[str, tuple[int, int]]:
         headers = {"Content-Type": "application/json"}

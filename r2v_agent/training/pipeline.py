@@ -30,8 +30,6 @@ __all__ = ["run_pipeline", "run_stage", "stage_done", "agent_dir", "load_model"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_NEW_TOKENS = {"textworld": 16, "terminalbench": 64, "humaneval": 320}
-
 
 def agent_dir(config: PipelineConfig) -> Path:
     return config.run_dir / "router" / "agent"
@@ -212,6 +210,7 @@ def _bc(config: PipelineConfig, out: Path) -> dict[str, Any]:
 
 
 def _verifier_stage(config: PipelineConfig, out: Path) -> dict[str, Any]:
+    from r2v_agent.agent import MAX_NEW_TOKENS
     from r2v_agent.training.datasets import step_views
     from r2v_agent.training.verifier import ProgressProbe, sample_states, save_samples, train_head
     from r2v_agent.verifier.learned import LearnedVerifier
@@ -238,7 +237,7 @@ def _verifier_stage(config: PipelineConfig, out: Path) -> dict[str, Any]:
             n_states=config.verifier.states,
             clean_actions=clean_actions,
             probe=probe,
-            max_new_tokens=_MAX_NEW_TOKENS[fmt.family],
+            max_new_tokens=MAX_NEW_TOKENS[fmt.family],
             seed=config.seed,
         )
     finally:

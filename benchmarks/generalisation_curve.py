@@ -1,0 +1,296 @@
+"""Held-out SLM-only success as a function of the number of BC training games (issue #16).
+
+    python benchmarks/generalisation_curve.py --config benchmarks/configs/textworld-cpu-fresh.yaml \
+        --games 40,160,480 --commands on --out benchmarks/results/generalisation-textworld
+
+For each number of training games N, the config's collect and BC stages run with
+``env.train_tasks = N`` (in their own run folder, so each point resumes by its stage hash), with
+the *same* number of BC examples and epochs at every point: more games, not more training. The
+BC policy then plays alone (K samples a step, the rule verifier picks, never escalates) on
+
+* held-out games (the 'test' split, seeds 0..H-1) under the config's perturbation, and
+* the first T training games it was cloned on (the memorisation check),
+
+and the script prints and writes the curve: success with a 95 % CI that resamples games (the
+episodes of one game share its difficulty). ``--commands on`` ends every TextWorld observation
+with the game's admissible commands (``show_commands``), a stated setting of the benchmark.
+Episodes go to ``curve.jsonl`` as they finish; a rerun skips the episodes already there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from r2v_agent.errors import R2VAgentError
+from r2v_agent.metrics import cluster_bootstrap_ci
+from r2v_agent.training.config import PipelineConfig
+
+
+def point_config(
+    base: PipelineConfig,
+    games: int,
+    *,
+    commands: bool,
+    examples: int,
+    epochs: int,
+    perturbation_seeds: int,
+    run_root: Path,
+) -> PipelineConfig:
+    """The base config with N training games and the curve's fixed BC budget."""
+    kwargs = {**base.env.kwargs, "show_commands": commands}
+    env = dataclasses.replace(
+        base.env, train_tasks=games, kwargs=kwargs, perturbation_seeds=perturbation_seeds
+    )
+    bc = dataclasses.replace(base.bc, max_examples=examples, epochs=epochs)
+    tag = "commands" if commands else "plain"
+    out = run_root / f"{base.name}-{tag}" / f"games-{games}"
+    return dataclasses.replace(base, env=env, bc=bc, output_dir=str(out.resolve()))
+
+
+def train_point(config: PipelineConfig) -> dict[str, Any]:
+    from r2v_agent.training.pipeline import run_stage
+
+    run_stage(config, "collect")
+    return run_stage(config, "bc")
+
+
+def slm_actor(config: PipelineConfig, seed: int) -> Any:
+    """The BC policy alone: K candidates, the rule verifier picks, the router never escalates."""
+    from r2v_agent.agent import RoutedAgent
+    from r2v_agent.policy.build import build_policy
+    from r2v_agent.policy.models import load_model_and_tokenizer
+    from r2v_agent.policy.prompts import format_for
+    from r2v_agent.router.baselines import NeverEscalate
+
+    source = config.run_dir / "bc" / "policy"
+    model, tokenizer = load_model_and_tokenizer(str(source), seed=seed)
+    policy = build_policy(
+        "llamacpp",
+        model,
+        tokenizer,
+        source=source,
+        k=config.policy.k,
+        temperature=config.policy.temperature,
+        seed=seed,
+        keep_base=False,
+    )
+    return RoutedAgent(
+        policy,
+        NeverEscalate(),
+        None,
+        threshold=1.0,
+        family=format_for(config.env.id).family,
+        max_steps=config.env.max_steps,
+        history_chars=config.policy.history_chars,
+    )
+
+
+def evaluate_point(
+    config: PipelineConfig,
+    *,
+    label: str,
+    heldout: int,
+    seeds: list[int],
+    train_check: int,
+    out: Path,
+    done: set[str],
+) -> None:
+    from r2v_agent.training.episodes import make_env, play_episode
+    from r2v_agent.training.trajectories import TrajectoryWriter
+
+    plan = [("test", z, t) for z in seeds for t in range(heldout)]
+    plan += [("train", seeds[0], t) for t in range(min(train_check, config.env.train_tasks))]
+    todo = [(s, z, t) for s, z, t in plan if f"{label}/{s}/{z}/{t}" not in done]
+    if not todo:
+        return
+    actor = slm_actor(config, config.seed)
+    envs: dict[tuple[str, int], Any] = {}
+    with TrajectoryWriter(out) as writer:
+        for split, z, task in tqdm(todo, desc=label, unit="episode"):
+            if (split, z) not in envs:
+                envs[split, z] = make_env(
+                    config.env.id,
+                    kwargs=config.env.kwargs,
+                    split=split,
+                    max_steps=config.env.max_steps,
+                    perturbation=config.env.perturbation,
+                    perturbation_seed=z,
+                )
+            key = f"{label}/{split}/{z}/{task}"
+            record = play_episode(
+                envs[split, z],
+                actor,
+                env_id=config.env.id,
+                env_seed=task,
+                agent_name="slm",
+                episode_key=key,
+                perturbation=config.env.perturbation,
+                perturbation_seed=z,
+                actor_seed=task,
+                extra={"point": label, "split": split, "env_kwargs": config.env.kwargs},
+            )
+            writer.write(record)
+            done.add(key)
+
+
+def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (point, split): success, its game-clustered CI, episodes, games."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        extra = record["extra"]
+        groups.setdefault((extra["point"], extra["split"]), []).append(record)
+    rows = []
+    for (point, split), group in sorted(groups.items(), key=lambda kv: _point_order(kv[0])):
+        values = [float(r["success"]) for r in group]
+        games = [r["env_seed"] for r in group]
+        mean, low, high = cluster_bootstrap_ci(values, games)
+        rows.append(
+            {
+                "point": point,
+                "split": "held-out" if split == "test" else "training games",
+                "episodes": len(group),
+                "games": len(set(games)),
+                "success": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "mean_steps": sum(len(r["steps"]) for r in group) / len(group),
+            }
+        )
+    return rows
+
+
+def _point_order(key: tuple[str, str]) -> tuple[str, int, str]:
+    tag, _, games = key[0].partition("/")
+    return tag, int(games.removeprefix("games-") or 0), key[1]
+
+
+def render(rows: list[dict[str, Any]], bc_stats: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| setting | training games | split | success | 95% CI (games) | episodes | games | "
+        "mean steps | BC examples | BC loss (last epoch) |",
+        "|---|---:|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        tag, _, games = row["point"].partition("/")
+        stats = bc_stats.get(row["point"], {})
+        loss = stats.get("loss_last_epoch")
+        lines.append(
+            f"| {tag} | {games.removeprefix('games-')} | {row['split']} | {row['success']:.3f} | "
+            f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}] | {row['episodes']} | {row['games']} | "
+            f"{row['mean_steps']:.1f} | {stats.get('examples', '?')} | "
+            f"{'?' if loss is None else f'{loss:.3f}'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    series: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        series.setdefault((row["point"].partition("/")[0], row["split"]), []).append(row)
+    for (tag, split), points in sorted(series.items()):
+        xs = [int(p["point"].partition("/")[2].removeprefix("games-")) for p in points]
+        ys = [p["success"] for p in points]
+        err = [
+            [p["success"] - p["ci_low"] for p in points],
+            [p["ci_high"] - p["success"] for p in points],
+        ]
+        style = "-o" if split == "held-out" else "--s"
+        ax.errorbar(xs, ys, yerr=err, fmt=style, capsize=3, label=f"{tag}, {split}")
+    ax.axhspan(0.35, 0.70, color="green", alpha=0.08, label="target band (held-out)")
+    ax.set_xscale("log")
+    ax.set_xlabel("BC training games (same examples and epochs at every point)")
+    ax.set_ylabel("SLM-only success (perturbed)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", required=True, help="the base pipeline config")
+    parser.add_argument("--games", default="40,160,480", help="training-game counts, e.g. 40,160")
+    parser.add_argument("--commands", choices=("on", "off"), default="on")
+    parser.add_argument("--examples", type=int, default=640, help="BC examples at every point")
+    parser.add_argument("--epochs", type=int, default=1, help="BC epochs at every point")
+    parser.add_argument(
+        "--perturbation-seeds", type=int, default=2, help="perturbed replays per training game"
+    )
+    parser.add_argument("--heldout", type=int, default=20, help="held-out games")
+    parser.add_argument("--seeds", default="1,2", help="perturbation seeds of the held-out games")
+    parser.add_argument("--train-check", type=int, default=10, help="training games replayed")
+    parser.add_argument("--run-root", default="runs/generalisation", help="stage folders")
+    parser.add_argument("--out", required=True, help="results folder (curve.jsonl, .md, .png)")
+    parser.add_argument("--train-only", action="store_true", help="train the points, play none")
+    args = parser.parse_args(argv)
+
+    from r2v_agent.training.trajectories import read_episodes
+
+    try:
+        base = PipelineConfig.from_yaml(args.config)
+        games = sorted({int(g) for g in args.games.split(",")})
+        seeds = [int(z) for z in args.seeds.split(",")]
+    except (R2VAgentError, ValueError) as exc:
+        print(f"generalisation_curve: error: {exc}")
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    episodes_path = out / "curve.jsonl"
+    records = list(read_episodes(episodes_path)) if episodes_path.exists() else []
+    done = {r["episode_key"] for r in records}
+    bc_stats: dict[str, dict[str, Any]] = {}
+    for n in games:
+        config = point_config(
+            base,
+            n,
+            commands=args.commands == "on",
+            examples=args.examples,
+            epochs=args.epochs,
+            perturbation_seeds=args.perturbation_seeds,
+            run_root=Path(args.run_root),
+        )
+        label = f"{'commands' if args.commands == 'on' else 'plain'}/games-{n}"
+        print(f"== {label}: collect + BC in {config.run_dir}")
+        bc_stats[label] = train_point(config)
+        if not args.train_only:
+            evaluate_point(
+                config,
+                label=label,
+                heldout=args.heldout,
+                seeds=seeds,
+                train_check=args.train_check,
+                out=episodes_path,
+                done=done,
+            )
+    records = list(read_episodes(episodes_path)) if episodes_path.exists() else []
+    stats_path = out / "bc_stats.json"
+    saved = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+    saved.update(bc_stats)
+    stats_path.write_text(json.dumps(saved, indent=1, sort_keys=True))
+    rows = summarise(records)
+    table = render(rows, saved)
+    print(table)
+    (out / "curve.md").write_text(table)
+    if rows:
+        plot(rows, out / "curve.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
