@@ -73,8 +73,10 @@ test-all: install vllm
 		--ignore=tests/r2v_agent/test_vllm_backend.py
 	$(VLLM_VENV)/bin/python -m pytest tests/r2v_agent/test_vllm_backend.py
 
-lint: install
+lint: install  ## ruff, and the import contracts of pyproject.toml (the layers of README "Layout")
 	$(BIN)/ruff check r2v_envs perturbations r2v_agent benchmarks examples tests
+	$(BIN)/ruff format --check r2v_envs perturbations r2v_agent benchmarks examples tests
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

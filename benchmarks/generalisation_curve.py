@@ -28,9 +28,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from r2v_agent.config import PipelineConfig
 from r2v_agent.errors import R2VAgentError
 from r2v_agent.metrics import cluster_bootstrap_ci
-from r2v_agent.training.config import PipelineConfig
 
 
 def point_config(
@@ -49,9 +49,22 @@ def point_config(
         base.env, train_tasks=games, kwargs=kwargs, perturbation_seeds=perturbation_seeds
     )
     bc = dataclasses.replace(base.bc, max_examples=examples, epochs=epochs)
-    tag = "commands" if commands else "plain"
-    out = run_root / f"{base.name}-{tag}" / f"games-{games}"
+    out = run_root / f"{base.name}-{setting_tag(commands, examples, epochs)}" / f"games-{games}"
     return dataclasses.replace(base, env=env, bc=bc, output_dir=str(out.resolve()))
+
+
+#: The curve's BC budget; a point trained on another budget says so in its label.
+DEFAULT_EXAMPLES, DEFAULT_EPOCHS = 640, 1
+
+
+def setting_tag(commands: bool, examples: int, epochs: int) -> str:
+    """``commands`` / ``plain``, plus ``+{N}ex`` / ``x{E}ep`` for a non-default BC budget."""
+    tag = "commands" if commands else "plain"
+    if examples != DEFAULT_EXAMPLES:
+        tag += f"+{examples}ex"
+    if epochs != DEFAULT_EPOCHS:
+        tag += f"x{epochs}ep"
+    return tag
 
 
 def train_point(config: PipelineConfig) -> dict[str, Any]:
@@ -102,8 +115,8 @@ def evaluate_point(
     out: Path,
     done: set[str],
 ) -> None:
-    from r2v_agent.training.episodes import make_env, play_episode
-    from r2v_agent.training.trajectories import TrajectoryWriter
+    from r2v_agent.rollout import make_env, play_episode
+    from r2v_agent.trajectories import TrajectoryWriter
 
     plan = [("test", z, t) for z in seeds for t in range(heldout)]
     plan += [("train", seeds[0], t) for t in range(min(train_check, config.env.train_tasks))]
@@ -227,8 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="the base pipeline config")
     parser.add_argument("--games", default="40,160,480", help="training-game counts, e.g. 40,160")
     parser.add_argument("--commands", choices=("on", "off"), default="on")
-    parser.add_argument("--examples", type=int, default=640, help="BC examples at every point")
-    parser.add_argument("--epochs", type=int, default=1, help="BC epochs at every point")
+    parser.add_argument(
+        "--examples", type=int, default=DEFAULT_EXAMPLES, help="BC examples at every point"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=DEFAULT_EPOCHS, help="BC epochs at every point"
+    )
     parser.add_argument(
         "--perturbation-seeds", type=int, default=2, help="perturbed replays per training game"
     )
@@ -240,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-only", action="store_true", help="train the points, play none")
     args = parser.parse_args(argv)
 
-    from r2v_agent.training.trajectories import read_episodes
+    from r2v_agent.trajectories import read_episodes
 
     try:
         base = PipelineConfig.from_yaml(args.config)
@@ -265,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             perturbation_seeds=args.perturbation_seeds,
             run_root=Path(args.run_root),
         )
-        label = f"{'commands' if args.commands == 'on' else 'plain'}/games-{n}"
+        label = f"{setting_tag(args.commands == 'on', args.examples, args.epochs)}/games-{n}"
         print(f"== {label}: collect + BC in {config.run_dir}")
         bc_stats[label] = train_point(config)
         if not args.train_only:

@@ -22,7 +22,7 @@ from pathlib import Path
 from r2v_agent.evaluation.run import EvalSettings, run_eval
 from r2v_agent.policy.models import source_dir
 from r2v_agent.policy.vllm_server import VLLMServer, find_vllm_python
-from r2v_agent.training.trajectories import read_episodes
+from r2v_agent.trajectories import read_episodes
 
 MODEL = "smollm2-135m"
 

@@ -17,8 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from r2v_agent.config import PipelineConfig
 from r2v_agent.errors import R2VAgentError
-from r2v_agent.training.config import PipelineConfig
 from r2v_agent.training.router_ablation import load_router_stage, render_table, run_ablations
 
 

@@ -5,12 +5,17 @@ Heavy parts (torch, transformers) load when an agent is built, not on import.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from r2v_agent._version import __version__
+
+if TYPE_CHECKING:  # type checkers see the real class; at run time it loads on first use
+    from r2v_agent.agent import RoutedAgent
+
 __all__ = ["RoutedAgent", "__version__"]
 
-__version__ = "0.1.0"
 
-
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name == "RoutedAgent":
         from r2v_agent.agent import RoutedAgent
 

@@ -11,6 +11,7 @@ otherwise the best-verified candidate is used. Every decision is kept in ``last_
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -38,7 +39,7 @@ from r2v_agent.policy.models import (
     source_dir,
 )
 from r2v_agent.policy.prompts import FORMATS, PromptFormat, Turn
-from r2v_agent.router.baselines import EntropyRouter, Router
+from r2v_agent.router.baselines import EntropyRouter, Router, StepContext
 from r2v_agent.router.features import FEATURE_NAMES, compute_features, features_dict
 from r2v_agent.router.saving import load_router, save_router
 from r2v_agent.teacher.base import CallCost, Teacher
@@ -71,8 +72,11 @@ def _preset_router_note(tau: float) -> str:
     )
 
 
-#: Generation limit of an action, per family.
-MAX_NEW_TOKENS = {"textworld": 16, "terminalbench": 64, "humaneval": 320}
+class _Keep:
+    """Marks an argument left as it is (``None`` is a meaningful teacher: none)."""
+
+
+_KEEP = _Keep()
 
 
 @dataclass
@@ -118,16 +122,6 @@ class AgentStats:
         return self.escalations / self.steps if self.steps else 0.0
 
 
-def infer_family(info: dict[str, Any]) -> str:
-    if "admissible_actions" in info:
-        return "textworld"
-    if "has_solution" in info:
-        return "humaneval"
-    if "exit_code" in info:
-        return "terminalbench"
-    return "textworld"
-
-
 class RoutedAgent:
     """SLM policy + verifier + router + teacher behind ``act(obs, info) -> str``.
 
@@ -136,7 +130,8 @@ class RoutedAgent:
         router: maps features to p_fail (an :class:`MLPRouter` or a baseline).
         teacher: who acts on escalation; ``None`` never escalates.
         threshold: tau; the teacher acts when p_fail > tau.
-        family: prompt/verifier family; ``None`` infers it from the first ``info``.
+        family: prompt/verifier family; ``None`` takes the one the env declares
+            (``info["family"]``, from its ``metadata``).
         max_steps: episode length used for the ``step_frac`` feature when ``info`` has none.
         verifier: scores candidates; ``None`` uses the per-family :class:`RuleVerifier`.
         history_chars: character budget of the prompt's history (``None``: the format's own).
@@ -187,9 +182,7 @@ class RoutedAgent:
         self.last_decision = None
         if seed is not None:
             self.policy.reseed(seed)
-        reset_router = getattr(self.router, "reset", None)
-        if callable(reset_router):  # routers with per-episode state (the hindsight oracle)
-            reset_router(seed)
+        self.router.reset(seed)
 
     def record(self, observation: str, action: str) -> None:
         """Add a step someone else took to the history (replays, counterfactual rollouts)."""
@@ -204,10 +197,9 @@ class RoutedAgent:
 
     def sample_step(self, messages: list[dict[str, str]], family: str) -> SampleResult:
         """The SLM's K candidates for chat ``messages``, with ``family``'s generation limits."""
+        fmt = FORMATS[family]
         return self.policy.sample(
-            messages,
-            single_line=not FORMATS[family].multiline_actions,
-            max_new_tokens=MAX_NEW_TOKENS[family],
+            messages, single_line=not fmt.multiline_actions, max_new_tokens=fmt.max_new_tokens
         )
 
     def assess(
@@ -240,16 +232,17 @@ class RoutedAgent:
             observation=observation,
             escalations_so_far=escalations_so_far,
         )
-        if getattr(self.router, "uses_hindsight", False):
-            # The hindsight oracle (a reference, not deployable) judges the chosen action itself.
-            p_fail = float(self.router.hindsight(actions[chosen], info))  # type: ignore[attr-defined]
-        else:
-            p_fail = float(self.router(features)[0])
+        p_fail = self.router.step_p_fail(features, StepContext(actions[chosen], step, info))
         return Assessment(actions, scores, chosen, features_dict(features), p_fail)
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
         if self._episode_family is None:  # fixed for the episode from its first info
-            self._episode_family = self.family or infer_family(info)
+            self._episode_family = self.family or info.get("family")
+            if self._episode_family not in FORMATS:
+                raise ConfigError(
+                    f"the env declares no known family (info['family'] = {info.get('family')!r});"
+                    f" give the agent one: family= one of {sorted(FORMATS)}"
+                )
         family = self._episode_family
         self._turns.append(Turn(observation))
         sample = self.sample_step(self.format_of(family).messages(self._turns), family)
@@ -272,7 +265,7 @@ class RoutedAgent:
         fallback, error = False, None
         if self.teacher is not None and p_fail > self.threshold:
             reply = self.teacher.act(
-                self._turns, {**info, "task_family": family}, fallback_action=actions[chosen]
+                self._turns, {**info, "family": family}, fallback_action=actions[chosen]
             )
             fallback, error, cost = reply.fallback, reply.error, reply.cost
             if not reply.fallback:
@@ -308,6 +301,34 @@ class RoutedAgent:
             router_note=self.router_note,
         )
         return action
+
+    def with_router(
+        self,
+        router: Router,
+        threshold: float | None = None,
+        *,
+        teacher: Teacher | None | _Keep = _KEEP,
+        max_steps: int | None = None,
+    ) -> RoutedAgent:
+        """This agent routing with ``router`` at ``threshold`` (default: this agent's tau): a new
+        agent sharing this one's policy, verifier and (unless ``teacher`` is given) teacher,
+        with fresh statistics and episode state. Evaluation builds each method's actor this
+        way from one loaded agent, so the SLM is loaded once per worker."""
+        other = copy.copy(self)
+        other.router = router
+        other.threshold = self.threshold if threshold is None else float(threshold)
+        if not 0.0 <= other.threshold <= 1.0:
+            raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
+        if not isinstance(teacher, _Keep):
+            other.teacher = teacher
+        if max_steps is not None:
+            other.max_steps = int(max_steps)
+        other.stats = AgentStats()
+        other.last_decision = None
+        other._turns = []
+        other._episode_escalations = 0
+        other._episode_family = None
+        return other
 
     # ------------------------------------------------------------------------------ save / load
     def save_pretrained(self, directory: str | Path) -> None:

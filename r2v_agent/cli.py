@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "config":
-            from r2v_agent.training.config import PipelineConfig
+            from r2v_agent.config import PipelineConfig
 
             _print_fields(PipelineConfig)
             return 0
@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             return evaluation_run.run_from_args(args, ev)
         if args.command == "serve":
             return serve_cli.run_from_args(args)
-        from r2v_agent.training.config import PipelineConfig
-        from r2v_agent.training.pipeline import agent_dir, run_pipeline, run_stage
+        from r2v_agent.config import PipelineConfig
+        from r2v_agent.training.pipeline import run_pipeline, run_stage
 
         config = PipelineConfig.from_yaml(args.config)
         if args.command == "pipeline":
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 config, force=args.force, rerun_from=args.rerun_from, until=args.until
             )
             if "router" in done:
-                print(f"agent: {agent_dir(config)}")
+                print(f"agent: {config.agent_dir}")
             if "report" in done:
                 print(f"report: {config.run_dir / 'report' / 'report.md'}")
                 print((config.run_dir / "report" / "report.md").read_text())

@@ -5,7 +5,8 @@
   point, so ``gym.make_vec(..., vectorization_mode="async")`` works with real game text.
 * :class:`TextEnv` -- the base class: seeding, the step limit, action validation and the info keys
   of DESIGN §3 (``task_id``, ``success``, ``score``, ``max_score``, ``tool_error``,
-  ``perturbations``). Subclasses implement :meth:`TextEnv._reset_task` and
+  ``perturbations``, and ``family``: the env family a subclass declares in its ``metadata``, which
+  tells an agent how to prompt it). Subclasses implement :meth:`TextEnv._reset_task` and
   :meth:`TextEnv._step_task` only.
 """
 
@@ -42,6 +43,7 @@ INFO_KEYS: tuple[str, ...] = (
     "max_score",
     "tool_error",
     "perturbations",
+    "family",
 )
 
 _SAMPLE_CHARSET = string.ascii_letters + string.digits + string.punctuation + " \n"
@@ -183,7 +185,9 @@ class TextEnv(gym.Env[str, str]):
     shared info keys and caps observations at ``observation_space.max_length``.
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["ansi", "human"]}
+    #: ``family`` names the prompt family (textworld, humaneval, terminalbench) of the env's
+    #: tasks; it is reported as ``info["family"]``. ``None``: an env no family fits.
+    metadata: dict[str, Any] = {"render_modes": ["ansi", "human"], "family": None}
 
     #: Observation and action length caps (characters); subclasses may change them.
     max_observation_chars: int = 16_384
@@ -349,6 +353,7 @@ class TextEnv(gym.Env[str, str]):
             "max_score": self._max_score,
             "tool_error": bool(tool_error),
             "perturbations": [],
+            "family": self.metadata.get("family"),
             "elapsed_steps": self.elapsed_steps,
             "max_episode_steps": self.max_episode_steps,
         }

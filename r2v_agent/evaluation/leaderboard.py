@@ -30,7 +30,7 @@ from typing import Any
 
 from r2v_agent import metrics
 from r2v_agent.errors import ConfigError
-from r2v_agent.training.trajectories import read_episodes
+from r2v_agent.trajectories import read_episodes
 
 __all__ = [
     "Row",
@@ -102,7 +102,7 @@ def _env_label(record: dict[str, Any]) -> str:
 
 
 def _step_labels(record: dict[str, Any]) -> list[float]:
-    from r2v_agent.training.router import step_labels  # the rule the router was trained on
+    from r2v_agent.groundtruth import step_labels  # the rule the router was trained on
 
     return step_labels([record], "progress").tolist()
 

@@ -88,47 +88,47 @@ def build_actor(
     ppo_path: Path | None = None,
     random_rate: float | None = None,
 ) -> Any:
-    """Configure the shared ``agent`` (a loaded RoutedAgent) for ``spec``; return the actor."""
+    """The actor of ``spec``: the loaded ``agent`` (a RoutedAgent, shared) with the method's
+    router and tau (:meth:`RoutedAgent.with_router`), or the teacher alone for ``llm``."""
+    from r2v_agent.evaluation.oracle import HindsightOracleRouter
+    from r2v_agent.rollout import TeacherActor
     from r2v_agent.router.baselines import (
         EntropyRouter,
         NeverEscalate,
         RandomRouter,
+        Router,
         VerifierRouter,
     )
-    from r2v_agent.router.hindsight import HindsightOracleRouter
     from r2v_agent.teacher.base import PriceTable
     from r2v_agent.teacher.oracle import OracleTeacher
-    from r2v_agent.training.episodes import TeacherActor
 
     teacher = OracleTeacher(model="frontier-llm", prices=PriceTable(TEACHER_PRICES))
     if spec.name == "llm":
         return TeacherActor(teacher)
-    if not hasattr(agent, "_trained_router"):
-        agent._trained_router, agent._trained_threshold = agent.router, agent.threshold
-    agent.teacher = teacher
-    agent.max_steps = max_steps
+    router: Router
+    tau: float | None
     if spec.name == "slm":
-        agent.router, agent.threshold = NeverEscalate(), 1.0
-    elif spec.name == "r2v":
-        agent.router = agent._trained_router
-        agent.threshold = agent._trained_threshold if spec.point is None else spec.point
+        router, tau = NeverEscalate(), 1.0
+    elif spec.name == "r2v":  # the agent's own trained router, at its tau unless a point is set
+        router, tau = agent.router, spec.point
     elif spec.name == "entropy":
-        agent.router, agent.threshold = EntropyRouter(), float(spec.point or 0.0)
+        router, tau = EntropyRouter(), float(spec.point or 0.0)
     elif spec.name == "verifier":
-        agent.router, agent.threshold = VerifierRouter(), float(spec.point or 0.0)
+        router, tau = VerifierRouter(), float(spec.point or 0.0)
     elif spec.name == "random":
         rate = random_rate if spec.match else spec.point
         if rate is None:
             raise ConfigError("random@match needs R2V's escalation share: run r2v first")
-        agent.router, agent.threshold = RandomRouter(rate, seed=seed), 0.5
+        router, tau = RandomRouter(rate, seed=seed), 0.5
     elif spec.name == "ppo":
-        from r2v_agent.router.routing_env import PPORouter
+        from r2v_agent.evaluation.ppo import PPORouter
 
         if ppo_path is None or not Path(ppo_path).exists():
             raise ConfigError("the ppo method needs a trained PPO router (ppo_router.zip)")
-        agent.router = PPORouter.load(ppo_path)
-        agent.threshold = 0.5 if spec.point is None else spec.point
+        router, tau = PPORouter.load(ppo_path), 0.5 if spec.point is None else spec.point
     elif spec.name == "oracle":
-        agent.router = HindsightOracleRouter(env_id, env_kwargs, split=split, max_steps=max_steps)
-        agent.threshold = 0.5
-    return agent
+        router = HindsightOracleRouter(env_id, env_kwargs, split=split, max_steps=max_steps)
+        tau = 0.5
+    else:  # parse_method admits only the names above
+        raise ConfigError(f"unknown method {spec.name!r}")
+    return agent.with_router(router, tau, teacher=teacher, max_steps=max_steps)

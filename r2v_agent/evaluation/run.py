@@ -5,7 +5,7 @@
         --points 0.1,0.3,0.5,0.7,0.9 --out benchmarks/results/textworld-cpu/episodes.jsonl
 
 Each episode has a key ``method/seed/task``. Records are appended atomically by the parent as
-episodes finish (:class:`~r2v_agent.training.trajectories.TrajectoryWriter`), and a restarted run
+episodes finish (:class:`~r2v_agent.trajectories.TrajectoryWriter`), and a restarted run
 skips every key already in the file: a run killed at any moment, even with SIGKILL, continues
 with no lost and no duplicated episode (an episode in flight is simply played again).
 
@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from r2v_agent.errors import ConfigError
 from r2v_agent.evaluation.methods import MethodSpec, build_actor, parse_method
 from r2v_agent.policy.base import BACKENDS
-from r2v_agent.training.trajectories import TrajectoryWriter, episode_keys, read_episodes
+from r2v_agent.trajectories import TrajectoryWriter, episode_keys, read_episodes
 
 __all__ = [
     "EvalSettings",
@@ -72,6 +72,15 @@ class EvalSettings:
     backend: str = "transformers"  # the SLM engine (r2v_agent.policy.base.BACKENDS)
     slm_url: str | None = None  # the openai backend's server: every worker is its client
     sample_cache: str | None = None  # SQLite file of SLM samples shared across methods
+
+
+#: Evaluation perturbation seeds are 100, 101, ...: never one of the training seeds 1..N.
+EVAL_SEED_BASE = 100
+
+
+def evaluation_seeds(n: int, *, perturbed: bool = True) -> list[int | None]:
+    """The perturbation seeds of an evaluation with ``n`` seeds per task (``[None]``: clean)."""
+    return [EVAL_SEED_BASE + i for i in range(n)] if perturbed else [None]
 
 
 @dataclass(frozen=True)
@@ -129,7 +138,7 @@ def _load_agent(
 
 
 def _env(settings: EvalSettings, z: int | None) -> Any:
-    from r2v_agent.training.episodes import make_env
+    from r2v_agent.rollout import make_env
 
     key = f"env:{settings.env_id}:{json.dumps(settings.env_kwargs, sort_keys=True)}:{z}"
     if key not in _CACHE:
@@ -146,7 +155,6 @@ def _env(settings: EvalSettings, z: int | None) -> Any:
 
 def run_job(job: Job, settings: EvalSettings, random_rate: float | None = None) -> dict[str, Any]:
     """Play one episode (in a worker) and return its record."""
-    from r2v_agent.training.episodes import play_episode
 
     spec = parse_method(job.method)
     agent = (
@@ -172,16 +180,10 @@ def run_job(job: Job, settings: EvalSettings, random_rate: float | None = None) 
         ppo_path=Path(settings.ppo_path) if settings.ppo_path else None,
         random_rate=random_rate,
     )
-    record = play_episode(
-        _env(settings, job.perturbation_seed),
+    return play_job(
+        job,
         actor,
-        env_id=settings.env_id,
-        env_seed=job.task,
-        agent_name=job.method,
-        episode_key=job.key,
-        perturbation=settings.perturbation if job.perturbation_seed is not None else None,
-        perturbation_seed=job.perturbation_seed,
-        actor_seed=job.task,
+        settings,
         extra={
             "method": spec.name,
             "point": spec.point if not spec.match else random_rate,
@@ -192,7 +194,27 @@ def run_job(job: Job, settings: EvalSettings, random_rate: float | None = None) 
             "env_kwargs": settings.env_kwargs,
         },
     )
-    return record
+
+
+def play_job(
+    job: Job, actor: Any, settings: EvalSettings, *, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """One evaluation episode of ``actor`` (the record ``r2v eval`` writes; the pipeline's
+    report plays its policies through here too)."""
+    from r2v_agent.rollout import play_episode
+
+    return play_episode(
+        _env(settings, job.perturbation_seed),
+        actor,
+        env_id=settings.env_id,
+        env_seed=job.task,
+        agent_name=job.method,
+        episode_key=job.key,
+        perturbation=settings.perturbation if job.perturbation_seed is not None else None,
+        perturbation_seed=job.perturbation_seed,
+        actor_seed=job.task,
+        extra=extra,
+    )
 
 
 def _run_job_tuple(args: tuple[Job, EvalSettings, float | None]) -> dict[str, Any]:
@@ -274,7 +296,7 @@ def _ensure_ppo(settings: EvalSettings) -> None:
         raise ConfigError(
             f"ppo: no logged SLM rollouts at {rollouts} (the router stage writes them)"
         )
-    from r2v_agent.router.routing_env import train_ppo_router
+    from r2v_agent.evaluation.ppo import train_ppo_router
 
     print(
         f"training the PPO router on {rollouts} ({settings.ppo_timesteps} steps, cost {settings.ppo_cost})"
@@ -479,11 +501,10 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         return 2
     env_id, kwargs, agent, perturbation, max_steps, n_seeds, tasks = None, {}, None, None, 20, 1, 10
     if args.config:
-        from r2v_agent.training.config import PipelineConfig
-        from r2v_agent.training.pipeline import agent_dir
+        from r2v_agent.config import PipelineConfig
 
         cfg = PipelineConfig.from_yaml(args.config)
-        env_id, kwargs, agent = cfg.env.id, cfg.env.kwargs, str(agent_dir(cfg))
+        env_id, kwargs, agent = cfg.env.id, cfg.env.kwargs, str(cfg.agent_dir)
         perturbation, max_steps = cfg.env.perturbation, cfg.env.max_steps
         n_seeds, tasks = cfg.env.perturbation_seeds, cfg.env.heldout_tasks
     env_id = args.env or env_id
@@ -493,11 +514,10 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if args.env_kwargs:
         kwargs = json.loads(args.env_kwargs)
     perturbation = args.perturbation if args.perturbation is not None else perturbation
-    # Evaluation perturbation seeds 100.. never coincide with the training seeds 1..N.
     seeds: list[int | None] = (
         _parse_seeds(args.seeds)
         if args.seeds
-        else ([100 + i for i in range(n_seeds)] if perturbation else [None])
+        else evaluation_seeds(n_seeds, perturbed=bool(perturbation))
     )
     methods = [m for m in args.methods.split(",") if m]
     points = [float(p) for p in args.points.split(",") if p]

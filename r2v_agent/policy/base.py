@@ -26,14 +26,13 @@ backend that cannot give it (:func:`check_entropy_support`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from r2v_agent.router.features import Candidate
-
 __all__ = [
+    "Candidate",
     "Policy",
     "SampleResult",
     "BACKENDS",
@@ -60,6 +59,20 @@ TOP_K_ONLY: frozenset[str] = frozenset({"vllm", "openai"})
 #: The ``entropy_top_k`` a top-N-only backend uses when none is asked for (vLLM's default cap
 #: on log-probs per token is 20).
 DEFAULT_TOP_K = 20
+
+
+@dataclass
+class Candidate:
+    """One sampled action with its per-token log-probs and entropies."""
+
+    text: str
+    token_logprobs: list[float] = field(default_factory=list)
+    token_entropies: list[float] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)  #: the generated tokens, when known
+
+    @property
+    def seq_logprob(self) -> float:
+        return float(sum(self.token_logprobs))
 
 
 @dataclass

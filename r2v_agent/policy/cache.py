@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from r2v_agent.errors import ConfigError
-from r2v_agent.policy.base import SampleResult, prompt_ids
-from r2v_agent.router.features import Candidate
+from r2v_agent.policy.base import Candidate, SampleResult, prompt_ids
 
 __all__ = ["SampleCache", "CachedPolicy", "model_fingerprint"]
 

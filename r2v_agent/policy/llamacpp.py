@@ -30,13 +30,13 @@ import numpy as np
 
 from r2v_agent.errors import ConfigError
 from r2v_agent.policy.base import (
+    Candidate,
     SampleResult,
     line_break_tokens,
     prompt_ids,
     stop_token_ids,
     top_k_entropy,
 )
-from r2v_agent.router.features import Candidate
 
 __all__ = ["LlamaCppPolicy"]
 

@@ -38,12 +38,14 @@ class PromptFormat:
             non-empty line of the reply is the action.
         max_chars: character budget of the rendered history (oldest turns drop first; the
             first observation, which states the task, is always kept).
+        max_new_tokens: generation limit of one action.
     """
 
     family: str
     system: str
     multiline_actions: bool = False
     max_chars: int = 2400
+    max_new_tokens: int = 16
 
     def messages(self, turns: list[Turn]) -> list[dict[str, str]]:
         """Chat messages for the current step (the last turn has no action yet)."""
@@ -107,6 +109,7 @@ FORMATS: dict[str, PromptFormat] = {
         "'test' to run it on examples, or 'submit' when it is correct.",
         multiline_actions=True,
         max_chars=6000,
+        max_new_tokens=320,
     ),
     "terminalbench": PromptFormat(
         "terminalbench",
@@ -114,6 +117,7 @@ FORMATS: dict[str, PromptFormat] = {
         "or 'submit' when the task is done.",
         multiline_actions=True,
         max_chars=4000,
+        max_new_tokens=64,
     ),
 }
 

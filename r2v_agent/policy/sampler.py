@@ -13,8 +13,13 @@ import inspect
 import time
 from typing import Any
 
-from r2v_agent.policy.base import SampleResult, line_break_tokens, prompt_ids, stop_token_ids
-from r2v_agent.router.features import Candidate
+from r2v_agent.policy.base import (
+    Candidate,
+    SampleResult,
+    line_break_tokens,
+    prompt_ids,
+    stop_token_ids,
+)
 
 __all__ = ["TransformersPolicy", "SampleResult"]
 

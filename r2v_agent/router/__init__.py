@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from gymnasium.envs.registration import register, registry
-
 from r2v_agent.router.baselines import (
     AlwaysEscalate,
     EntropyRouter,
     NeverEscalate,
     RandomRouter,
     Router,
+    StepContext,
     VerifierRouter,
 )
 from r2v_agent.router.features import (
@@ -27,14 +26,10 @@ __all__ = [
     "compute_features",
     "features_dict",
     "Router",
+    "StepContext",
     "NeverEscalate",
     "AlwaysEscalate",
     "RandomRouter",
     "EntropyRouter",
     "VerifierRouter",
 ]
-
-# The routing MDP of the PPO baseline (see routing_env.py); the entry point is a string, so
-# registering it imports nothing heavy.
-if "R2V/Routing-v0" not in registry:
-    register(id="R2V/Routing-v0", entry_point="r2v_agent.router.routing_env:RoutingEnv")

@@ -1,13 +1,17 @@
-"""Routers without learning, with the learned router's interface: ``p_fail(features)``.
+"""The router protocol, and the routers without learning.
 
 Every router maps feature vectors (shape ``(n, 15)`` or ``(15,)``) to a failure probability in
-[0, 1]; the agent escalates when it exceeds the threshold tau. For the heuristic routers the
-threshold sweep is the heuristic's own threshold sweep.
+[0, 1]; the agent escalates when it exceeds the threshold tau. At run time the agent asks
+:meth:`Router.step_p_fail` with the step's features *and* its :class:`StepContext` (the chosen
+action, the env's info): a router that reads more than the features (the evaluation's hindsight
+oracle) overrides it; :meth:`Router.reset` starts an episode for routers with per-episode state.
+For the heuristic routers the threshold sweep is the heuristic's own threshold sweep.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,6 +20,7 @@ from r2v_agent.router.features import FEATURE_NAMES
 
 __all__ = [
     "Router",
+    "StepContext",
     "NeverEscalate",
     "AlwaysEscalate",
     "RandomRouter",
@@ -27,6 +32,15 @@ _ENTROPY = FEATURE_NAMES.index("chosen_entropy_mean")
 _VERIFIER = FEATURE_NAMES.index("verifier_best")
 
 
+@dataclass(frozen=True)
+class StepContext:
+    """What the agent knows of a step besides its features."""
+
+    action: str  #: the SLM's chosen action
+    step: int  #: the step's index in the episode
+    info: dict[str, Any] = field(default_factory=dict)  #: the env's info for this step
+
+
 class Router(ABC):
     """Maps features to P(the SLM fails at this step)."""
 
@@ -36,6 +50,14 @@ class Router(ABC):
     def __call__(self, features: np.ndarray) -> np.ndarray:
         x = np.asarray(features, dtype=np.float32)
         return self.p_fail(x[None, :] if x.ndim == 1 else x)
+
+    def step_p_fail(self, features: np.ndarray, context: StepContext) -> float:
+        """p_fail of one step at run time (what :class:`RoutedAgent` asks)."""
+        return float(self(features)[0])
+
+    def reset(self, seed: int | None) -> None:
+        """A new episode starts (``seed``: its env seed); stateless routers ignore it."""
+        return None  # noqa: B027 - optional hook, not abstract: most routers keep no state
 
     def spec(self) -> dict[str, Any]:
         return {"type": type(self).__name__}

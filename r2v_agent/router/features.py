@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
+
+from r2v_agent.policy.base import Candidate
 
 __all__ = [
     "FEATURE_NAMES",
@@ -100,20 +101,6 @@ def resolve_features(spec: Sequence[str] | None) -> tuple[str, ...]:
     if not chosen:
         raise ValueError(f"the feature set {list(spec)} leaves no feature")
     return tuple(n for n in FEATURE_NAMES if n in chosen)
-
-
-@dataclass
-class Candidate:
-    """One sampled action with its per-token log-probs and entropies."""
-
-    text: str
-    token_logprobs: list[float] = field(default_factory=list)
-    token_entropies: list[float] = field(default_factory=list)
-    token_ids: list[int] = field(default_factory=list)  #: the generated tokens, when known
-
-    @property
-    def seq_logprob(self) -> float:
-        return float(sum(self.token_logprobs))
 
 
 def _stats(values: Sequence[float]) -> tuple[float, float, float]:

@@ -21,6 +21,7 @@ cannot be saved into a deployable agent.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ _STATELESS: dict[str, type[Router]] = {
     cls.__name__: cls for cls in (NeverEscalate, AlwaysEscalate, EntropyRouter, VerifierRouter)
 }
 _FILES = {"MLPRouter": "router.safetensors", "PPORouter": "router_ppo.zip"}
+_PPO_ENTRY_POINT = "r2v_agent.evaluation.ppo:PPORouter"
 
 #: Every router type :func:`save_router` writes and :func:`load_router` reads.
 SAVABLE_ROUTERS: tuple[str, ...] = (*_FILES, "RandomRouter", *_STATELESS)
@@ -96,8 +98,10 @@ def load_router(spec: dict[str, Any], directory: Path) -> Router:
             from r2v_agent.router.model import MLPRouter
 
             return MLPRouter.load(path)
-        from r2v_agent.router.routing_env import PPORouter
-
-        return PPORouter.load(path)
+        # The PPO baseline lives in evaluation (above this layer): found by its entry point,
+        # as Gymnasium finds an env, so loading an MLP agent never imports it.
+        module, _, attr = _PPO_ENTRY_POINT.partition(":")
+        ppo_router = getattr(importlib.import_module(module), attr)
+        return ppo_router.load(path)
     except Exception as exc:  # a torn or foreign file: name it, whatever the library raised
         raise ConfigError(f"{path}: cannot load the {name} router ({exc})") from exc

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from r2v_agent.agent import MAX_NEW_TOKENS, Assessment, RoutedAgent
+from r2v_agent.agent import Assessment, RoutedAgent
 from r2v_agent.policy.base import SampleResult
 
 __all__ = ["StepJob", "StepResult", "StepEngine", "Sessions", "QueueFull"]
@@ -120,7 +120,7 @@ class StepEngine:
                 samples = sample_many(
                     [job.messages for job, _ in together],
                     single_line=not self.agent.format_of(self.family).multiline_actions,
-                    max_new_tokens=MAX_NEW_TOKENS[self.family],
+                    max_new_tokens=self.agent.format_of(self.family).max_new_tokens,
                 )
             except Exception as exc:  # the engine failed: every caller hears why
                 for job, _ in together:

@@ -37,7 +37,7 @@ class TransformersTeacher(Teacher):
         self.prices = prices or PriceTable()
 
     def act(self, turns: list[Turn], info: dict[str, Any], *, fallback_action: str) -> TeacherReply:
-        fmt = format_for(str(info.get("task_family", "textworld")))
+        fmt = format_for(str(info.get("family") or "textworld"))
         try:
             result = self.policy.sample(
                 fmt.messages(turns), greedy=True, single_line=not fmt.multiline_actions

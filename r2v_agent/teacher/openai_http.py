@@ -58,7 +58,7 @@ class OpenAITeacher(Teacher):
         model: model name sent in the request (also the price-table key).
         api_key: sent as ``Authorization: Bearer``; ``None`` sends none.
         prompt_format: how turns become messages and replies become actions (default: by
-            ``info["task_family"]`` or TextWorld's format).
+            ``info["family"]`` or TextWorld's format).
         timeout: seconds for each HTTP attempt (connect and each read).
         max_retries: retries after the first attempt.
         backoff: first retry delay in seconds, doubled each retry (with jitter), capped at
@@ -100,7 +100,7 @@ class OpenAITeacher(Teacher):
         self._rng = random.Random(seed)
 
     def act(self, turns: list[Turn], info: dict[str, Any], *, fallback_action: str) -> TeacherReply:
-        fmt = self.prompt_format or format_for(str(info.get("task_family", "textworld")))
+        fmt = self.prompt_format or format_for(str(info.get("family") or "textworld"))
         reply = self.chat(fmt.messages(turns))
         error = reply.error
         if reply.content is not None:

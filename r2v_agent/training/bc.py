@@ -17,11 +17,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from r2v_agent.config import BCConfig, PipelineConfig
 from r2v_agent.errors import StageError
-from r2v_agent.training.config import BCConfig
+from r2v_agent.training import components
 from r2v_agent.training.datasets import StepView, chat_prompt
 
-__all__ = ["Example", "build_examples", "train_bc", "save_policy"]
+__all__ = ["run", "Example", "build_examples", "train_bc", "save_policy"]
 
 logger = logging.getLogger(__name__)
 
@@ -165,3 +166,15 @@ def save_policy(model: Any, tokenizer: Any, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
+
+
+def run(config: PipelineConfig, out: Path) -> dict[str, Any]:
+    from r2v_agent.training.bc import build_examples, save_policy, train_bc
+    from r2v_agent.training.datasets import step_views
+
+    model, tokenizer = components.load_model(config.policy.base, config.seed)
+    views = list(step_views(components.episodes(config), components.prompt_format_of(config)))
+    examples = build_examples(views, tokenizer, max_tokens=config.bc.max_tokens)
+    model, stats = train_bc(model, tokenizer, examples, config.bc, seed=config.seed)
+    save_policy(model, tokenizer, out / "policy")
+    return stats

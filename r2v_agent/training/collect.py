@@ -18,11 +18,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from r2v_agent.config import PipelineConfig
 from r2v_agent.policy.prompts import Turn
-from r2v_agent.teacher.base import CallCost
-from r2v_agent.teacher.oracle import OracleTeacher
-from r2v_agent.training.config import PipelineConfig
-from r2v_agent.training.episodes import (
+from r2v_agent.rollout import (
     TeacherActor,
     code_version,
     make_env,
@@ -30,9 +28,11 @@ from r2v_agent.training.episodes import (
     step_env,
     teacher_step,
 )
-from r2v_agent.training.trajectories import SCHEMA_VERSION, TrajectoryWriter
+from r2v_agent.teacher.base import CallCost
+from r2v_agent.teacher.oracle import OracleTeacher
+from r2v_agent.trajectories import SCHEMA_VERSION, TrajectoryWriter
 
-__all__ = ["collect", "collect_task"]
+__all__ = ["run", "collect_task"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def _job(args: tuple[Any, ...]) -> list[dict[str, Any]]:
     )
 
 
-def collect(config: PipelineConfig, out_dir: Path) -> dict[str, Any]:
+def run(config: PipelineConfig, out_dir: Path) -> dict[str, Any]:
     """Write ``trajectories.jsonl`` under ``out_dir``; return summary statistics."""
     env = config.env
     seeds = list(range(1, env.perturbation_seeds + 1))

@@ -1,8 +1,8 @@
 """What the router's 15 features buy: the same MLP, loss, calibration and tau rule trained on
 feature subsets, and with and without the CVaR term, on the router stage's own rollouts.
 
-Each variant is :func:`~r2v_agent.training.router.fit_router` with one field of the
-:class:`~r2v_agent.training.config.RouterConfig` changed, on the same steps, labels, seed and
+Each variant is :func:`~r2v_agent.training.fit_router.fit_router` with one field of the
+:class:`~r2v_agent.config.RouterConfig` changed, on the same steps, labels, seed and
 train / calibration / test split (by task), so the held-out numbers differ only by the variant.
 """
 
@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from r2v_agent.training.config import RouterConfig
-from r2v_agent.training.router import LABELS_FILE, fit_router, load_step_labels
-from r2v_agent.training.trajectories import read_episodes
+from r2v_agent.config import RouterConfig
+from r2v_agent.groundtruth import LABELS_FILE, load_step_labels
+from r2v_agent.training.fit_router import fit_router
+from r2v_agent.trajectories import read_episodes
 
 __all__ = ["ABLATIONS", "run_ablations", "load_router_stage", "render_table"]
 
@@ -66,7 +67,7 @@ def run_ablations(
 ) -> list[dict[str, Any]]:
     """One row per variant: its name, the features it read, and the held-out report fields."""
     rows = []
-    quiet = logging.getLogger("r2v_agent.training.router")
+    quiet = logging.getLogger("r2v_agent.training.fit_router")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the same warnings once per variant say nothing new
     try:

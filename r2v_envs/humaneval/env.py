@@ -56,6 +56,8 @@ class HumanEvalEnv(TextEnv):
             ``submit``.
     """
 
+    metadata = {**TextEnv.metadata, "family": "humaneval"}
+
     max_observation_chars = 8_192
     max_action_chars = 32_768
 

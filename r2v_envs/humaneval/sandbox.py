@@ -32,7 +32,6 @@ import itertools
 import json
 import logging
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -43,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from r2v_envs.sandbox import BwrapCommand, apply_limits, drop_privileges
 
 __all__ = ["SandboxLimits", "CallResult", "RunResult", "Sandbox", "DEFAULT_PACKAGES"]
 
@@ -205,17 +206,12 @@ class Sandbox:
             f"{inside}/payload.json",
             f"{inside}/result.jsonl",
         ]
-        if uid is not None and self.setpriv:
-            command = [
-                self.setpriv,
-                f"--reuid={uid}",
-                f"--regid={uid}",
-                "--clear-groups",
-                "--inh-caps=-all",
-                *command,
-            ]
         if self.bwrap:
-            command = self._bwrap_prefix(workdir) + command
+            command = self._bwrap(workdir).build(
+                command, chdir="/sandbox", uid=uid, setpriv=self.setpriv
+            )
+        elif uid is not None and self.setpriv:
+            command = drop_privileges(self.setpriv, uid) + command
         env = {"PATH": "/usr/bin:/bin", "HOME": inside, "TMPDIR": inside, "LANG": "C.UTF-8"}
         # One BLAS thread: numpy's thread pool would spend the sandbox's process budget.
         env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -317,67 +313,38 @@ class Sandbox:
                 result.stdout = str(record["stdout"])[: 16 * 1024]
         return True
 
-    def _bwrap_prefix(self, workdir: Path) -> list[str]:
+    def _bwrap(self, workdir: Path) -> BwrapCommand:
+        """The sandbox's mounts: the system read-only, the work folder as /sandbox, the
+        importable packages under /packages, a private /tmp, /proc and /dev."""
         assert self.bwrap is not None
-        prefix = [
-            self.bwrap,
-            "--unshare-net",
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--unshare-uts",
-            "--unshare-cgroup-try",
-            "--die-with-parent",
-            "--new-session",
-        ]
+        command = BwrapCommand(self.bwrap)
         for path in ("/usr", "/bin", "/lib", "/lib64", "/lib32", "/sbin"):
             if os.path.exists(path):
-                prefix += ["--ro-bind", path, path]
+                command.ro_bind(path)
         python_root = str(Path(self.python).resolve().parents[1])
         if not python_root.startswith("/usr"):
-            prefix += ["--ro-bind", python_root, python_root]
-        prefix += [
-            "--ro-bind-try",
-            "/etc/ld.so.cache",
-            "/etc/ld.so.cache",
-            "--ro-bind-try",
-            "/etc/localtime",
-            "/etc/localtime",
-            "--bind",
-            str(workdir),
-            "/sandbox",
-            # bwrap makes missing mount points 0700 (root's): the sandbox uid could not enter.
-            *(["--perms", "0755", "--dir", "/packages"] if self._package_dirs else []),
-            *(
-                arg
-                for host, name in self._package_dirs.items()
-                for arg in ("--ro-bind", host, f"/packages/{name}")
-            ),
-            "--tmpfs",
-            "/tmp",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--chdir",
-            "/sandbox",
-        ]
-        if self.setpriv:
-            prefix += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-        return prefix
+            command.ro_bind(python_root)
+        command.ro_bind_try("/etc/ld.so.cache").ro_bind_try("/etc/localtime")
+        command.bind(workdir, "/sandbox")
+        if self._package_dirs:
+            command.dir("/packages")  # traversable by the sandbox uid
+            for host, name in self._package_dirs.items():
+                command.ro_bind(host, f"/packages/{name}")
+        return command.tmpfs("/tmp").proc().dev()
 
     def _packages_root(self, workdir: Path) -> str:
         return "/packages" if self.bwrap else str(workdir / "packages")
 
     def _limit(self, cpu_seconds: int) -> None:
         limits = self.limits
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
-        if self.setpriv:  # counts processes of the sandbox uid; meaningless for root itself
-            resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
-        # Inherited through bwrap and setpriv into the Python child.
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        apply_limits(
+            memory_bytes=limits.memory_bytes,
+            file_bytes=limits.file_bytes,
+            cpu_seconds=cpu_seconds,
+            open_files=limits.open_files,
+            # Counts the sandbox uid's processes; meaningless for root itself.
+            max_processes=limits.max_processes if self.setpriv else None,
+        )
 
     @staticmethod
     def _kill_tree(proc: subprocess.Popen[bytes]) -> None:

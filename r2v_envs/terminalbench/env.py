@@ -54,6 +54,8 @@ class TerminalBenchEnv(TextEnv):
         expert_hints: ``info["expert_action"]`` from ``solution.sh``.
     """
 
+    metadata = {**TextEnv.metadata, "family": "terminalbench"}
+
     max_observation_chars = 16_384
     max_action_chars = 16_384
 

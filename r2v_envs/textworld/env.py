@@ -65,6 +65,8 @@ class TextWorldEnv(TextEnv):
     without admissible actions or expert hints).
     """
 
+    metadata = {**TextEnv.metadata, "family": "textworld"}
+
     max_observation_chars = 8_192
     max_action_chars = 256
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from r2v_agent.policy.base import prompt_ids
+from r2v_agent.policy.base import Candidate, prompt_ids
 from r2v_agent.policy.prompts import FORMATS, Turn
-from r2v_agent.router.features import Candidate, compute_features
+from r2v_agent.router.features import compute_features
 
 #: A TextWorld prompt of about 200 tokens, like the benchmark's.
 MESSAGES = FORMATS["textworld"].messages(

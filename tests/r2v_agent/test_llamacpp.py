@@ -96,7 +96,7 @@ def test_unknown_backend_and_device_are_named() -> None:
 
 def test_r2v_eval_with_the_llamacpp_backend(tiny_agent_dir: Path, tmp_path: Path) -> None:
     from r2v_agent.cli import main
-    from r2v_agent.training.trajectories import read_episodes
+    from r2v_agent.trajectories import read_episodes
 
     out = tmp_path / "e.jsonl"
     argv = ["eval", "--agent", str(tiny_agent_dir), "--env", "R2V/TextWorld-v0"]

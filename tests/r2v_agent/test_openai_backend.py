@@ -156,7 +156,7 @@ def test_r2v_eval_with_the_openai_backend_is_seeded(server, tmp_path: Path) -> N
     """End to end on the smoke config's env: one server, two workers as its clients; the
     same seed writes the same episodes."""
     from r2v_agent.cli import main
-    from r2v_agent.training.trajectories import read_episodes
+    from r2v_agent.trajectories import read_episodes
 
     def run(out: Path) -> list[dict]:
         argv = ["eval", "--config", "benchmarks/configs/smoke.yaml", "--agent", "smollm2-135m"]

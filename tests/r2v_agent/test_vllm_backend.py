@@ -87,7 +87,7 @@ def test_r2v_eval_with_the_vllm_backend(tmp_path: Path) -> None:
     """A seeded evaluation on the smoke config's env, SLM steps sampled by vLLM."""
     from r2v_agent.cli import main
     from r2v_agent.evaluation import run
-    from r2v_agent.training.trajectories import read_episodes
+    from r2v_agent.trajectories import read_episodes
 
     out = tmp_path / "e.jsonl"
     argv = ["eval", "--config", "benchmarks/configs/smoke.yaml", "--agent", "smollm2-135m"]

@@ -15,7 +15,7 @@ import pytest
 
 import perturbations
 import r2v_envs
-from r2v_agent.training.episodes import make_env
+from r2v_agent.rollout import make_env
 
 # A cheap action that never ends an episode, per family.
 _IDLE = {"TextWorld": "look", "HumanEval": "test", "TerminalBench": "echo idle"}

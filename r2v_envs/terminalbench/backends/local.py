@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import resource
 import select
 import shlex
 import shutil
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 from r2v_envs.errors import MissingDependencyError
+from r2v_envs.sandbox import BwrapCommand, apply_limits
 from r2v_envs.terminalbench.backends.base import (
     Backend,
     ShellStream,
@@ -239,28 +239,14 @@ class LocalBackend(Backend):
 
     def _spawn(self) -> None:
         assert self.workspace is not None and self.tests_host is not None
-        argv = [self.bwrap or "bwrap"]
+        command = BwrapCommand(self.bwrap or "bwrap")
         for entry in sorted(os.listdir("/")):
             path = f"/{entry}"
             if path not in _HIDDEN and os.path.isdir(path):
-                argv += ["--ro-bind", path, path]
-        argv += ["--tmpfs", "/root", "--tmpfs", "/home"]
-        argv += [
-            "--bind",
-            str(self.workspace),
-            "/app",
-            "--ro-bind",
-            str(self.tests_host),
-            "/tests",
-            "--perms",
-            "1777",
-            "--tmpfs",
-            "/tmp",
-            "--dev",
-            "/dev",
-            "--proc",
-            "/proc",
-        ]
+                command.ro_bind(path)
+        command.tmpfs("/root").tmpfs("/home")
+        command.bind(self.workspace, "/app").ro_bind(self.tests_host, "/tests")
+        command.tmpfs("/tmp", perms="1777").dev().proc()
         # The interpreter and its venv (pytest for the tests), when a folder above replaced them
         # with an empty tmpfs (a home, or a checkout under /tmp): bound again on top, last.
         for prefix in sorted({sys.base_prefix, sys.prefix}):
@@ -268,31 +254,14 @@ class LocalBackend(Backend):
                 # Intermediate folders bwrap creates are 0700: make them traversable first.
                 parts = Path(prefix).parts
                 for depth in range(3, len(parts)):
-                    argv += ["--perms", "0755", "--dir", str(Path(*parts[:depth]))]
-                argv += ["--ro-bind", prefix, prefix]
-        argv += [
-            "--unshare-net",
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--unshare-uts",
-            "--die-with-parent",
-            "--new-session",
-            "--chdir",
-            self.workdir,
-        ]
-        if self.uid is not None and self.setpriv:
-            argv += [
-                "--cap-add",
-                "CAP_SETUID",
-                "--cap-add",
-                "CAP_SETGID",
-                self.setpriv,
-                f"--reuid={self.uid}",
-                f"--regid={self.uid}",
-                "--clear-groups",
-                "--inh-caps=-all",
-            ]
-        argv += ["/bin/bash", "--noprofile", "--norc"]
+                    command.dir(Path(*parts[:depth]))
+                command.ro_bind(prefix)
+        argv = command.build(
+            ["/bin/bash", "--noprofile", "--norc"],
+            chdir=self.workdir,
+            uid=self.uid,
+            setpriv=self.setpriv,
+        )
         venv_bin = str(Path(sys.executable).parent)
         env = {
             "PATH": f"{venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -314,11 +283,12 @@ class LocalBackend(Backend):
         self._stream = _PipeStream(self._proc)
 
     def _limits(self) -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (self.max_file_bytes, self.max_file_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if self.setpriv:  # root is exempt from RLIMIT_NPROC; the sandbox uid is not
-            resource.setrlimit(resource.RLIMIT_NPROC, (self.max_processes, self.max_processes))
+        apply_limits(
+            memory_bytes=self.memory_bytes,
+            file_bytes=self.max_file_bytes,
+            # Root is exempt from RLIMIT_NPROC; the sandbox uid is not.
+            max_processes=self.max_processes if self.setpriv else None,
+        )
 
     def stop(self) -> None:
         if self._proc is None:

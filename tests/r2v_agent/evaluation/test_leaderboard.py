@@ -20,7 +20,7 @@ from r2v_agent.evaluation.leaderboard import (
     router_label_of,
     write_leaderboard,
 )
-from r2v_agent.training.trajectories import SCHEMA_VERSION, TrajectoryWriter
+from r2v_agent.trajectories import SCHEMA_VERSION, TrajectoryWriter
 
 GOLDEN = Path(__file__).resolve().parents[2] / "data" / "leaderboard_golden.md"
 

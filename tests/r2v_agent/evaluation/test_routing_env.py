@@ -6,9 +6,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import r2v_agent.router  # noqa: F401  (registers R2V/Routing-v0)
+import r2v_agent.evaluation.ppo  # noqa: F401  (registers R2V/Routing-v0)
+from r2v_agent.evaluation.ppo import RoutingEnv
 from r2v_agent.router.features import FEATURE_NAMES
-from r2v_agent.router.routing_env import RoutingEnv
 
 ENTROPY = FEATURE_NAMES.index("chosen_entropy_mean")
 SHARE = FEATURE_NAMES.index("escalation_share")
@@ -56,7 +56,7 @@ def test_rewards_and_escalation_share_by_hand() -> None:
 
 def test_ppo_router_escalates_on_failing_steps() -> None:
     pytest.importorskip("stable_baselines3")
-    from r2v_agent.router.routing_env import train_ppo_router
+    from r2v_agent.evaluation.ppo import train_ppo_router
 
     router = train_ppo_router(synthetic_episodes(), cost=0.3, timesteps=6000, seed=0)
     test = synthetic_episodes(20, seed=1)

@@ -17,7 +17,7 @@ import pytest
 from r2v_agent.errors import ConfigError
 from r2v_agent.evaluation.methods import parse_method
 from r2v_agent.evaluation.run import EvalSettings, plan_jobs, run_eval
-from r2v_agent.training.trajectories import read_episodes
+from r2v_agent.trajectories import read_episodes
 
 pytest.importorskip("textworld")
 
@@ -260,8 +260,8 @@ def test_routing_env_episodes_use_the_router_stage_labels(
 ) -> None:
     import numpy as np
 
-    from r2v_agent.router.routing_env import load_routing_episodes
-    from r2v_agent.training.router import step_labels
+    from r2v_agent.evaluation.ppo import load_routing_episodes
+    from r2v_agent.groundtruth import step_labels
 
     log = _slm_rollouts(
         tiny_agent_dir,
@@ -279,7 +279,7 @@ def test_routing_env_episodes_use_the_router_stage_labels(
         np.testing.assert_array_equal(y, step_labels([record], "progress"))
 
     # The router stage's saved labels (counterfactual ones, say) take precedence.
-    from r2v_agent.training.router import LABELS_FILE, save_step_labels
+    from r2v_agent.groundtruth import LABELS_FILE, save_step_labels
 
     flipped = np.concatenate([1 - y for _, y in loaded])
     save_step_labels(log.parent / LABELS_FILE, records, flipped, "counterfactual")

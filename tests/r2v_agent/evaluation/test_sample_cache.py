@@ -63,7 +63,7 @@ def test_a_policy_without_a_sampling_state_is_refused(tmp_path) -> None:
 
 def test_cached_and_uncached_runs_write_identical_records(tiny_agent_dir, tmp_path) -> None:
     from r2v_agent.cli import main
-    from r2v_agent.training.trajectories import read_episodes
+    from r2v_agent.trajectories import read_episodes
 
     def run(out: Path, *extra: str) -> list[dict]:
         argv = ["eval", "--agent", str(tiny_agent_dir), "--env", "R2V/TextWorld-v0"]

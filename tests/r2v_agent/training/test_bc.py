@@ -8,9 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from r2v_agent.config import BCConfig  # noqa: E402
 from r2v_agent.policy.models import build_tiny_random  # noqa: E402
 from r2v_agent.training.bc import action_ids, build_examples, train_bc  # noqa: E402
-from r2v_agent.training.config import BCConfig  # noqa: E402
 from r2v_agent.training.datasets import prompt_format, step_views  # noqa: E402
 
 

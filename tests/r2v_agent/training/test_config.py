@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from r2v_agent.config import STAGES, PipelineConfig
 from r2v_agent.errors import ConfigError
-from r2v_agent.training.config import STAGES, PipelineConfig
 
 CONFIGS = Path(__file__).resolve().parents[3] / "benchmarks" / "configs"
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from r2v_agent.training.trajectories import read_episodes
+from r2v_agent.trajectories import read_episodes
 
 pytest.importorskip("trl")
 pytest.importorskip("textworld")
@@ -96,7 +96,7 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     p_fail = saved.router.p_fail(np.asarray(logged, dtype=np.float32))
     assert saved.threshold == pytest.approx(router["threshold"])
     share = float((p_fail > saved.threshold).mean())
-    from r2v_agent.training.router import load_step_labels
+    from r2v_agent.groundtruth import load_step_labels
 
     _, saved_labels = load_step_labels(run / "router" / "labels.json")
     if len({label for steps in saved_labels.values() for label in steps}) == 1:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from r2v_agent.config import RouterConfig
 from r2v_agent.router.features import FEATURE_NAMES
-from r2v_agent.training.config import RouterConfig
-from r2v_agent.training.router import fit_router
+from r2v_agent.training.fit_router import fit_router
 
 
 def _episodes(n_tasks: int, seed: int = 0) -> tuple[list[dict], np.ndarray]:
@@ -56,7 +56,7 @@ def test_isotonic_used_with_enough_calibration_steps() -> None:
 
 
 def test_budget_threshold_escalates_tied_scores() -> None:
-    from r2v_agent.training.router import choose_threshold
+    from r2v_agent.training.fit_router import choose_threshold
 
     config = RouterConfig(target="budget", budget=0.4)
     groups = np.zeros(10)
@@ -123,7 +123,7 @@ def test_input_range_survives_save_and_load(tmp_path) -> None:
 def test_one_label_is_reported(caplog) -> None:
     """A policy that fails every step leaves nothing to rank: said in the log and the report."""
     episodes, labels = _episodes(12)
-    with caplog.at_level("WARNING", logger="r2v_agent.training.router"):
+    with caplog.at_level("WARNING", logger="r2v_agent.training.fit_router"):
         _, report, _ = fit_router(episodes, np.ones_like(labels), RouterConfig(epochs=20), seed=0)
     assert report["one_label"] and "cannot rank steps" in caplog.text
     _, report, _ = fit_router(episodes, labels, RouterConfig(epochs=20), seed=0)

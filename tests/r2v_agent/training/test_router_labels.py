@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from r2v_agent.training.router import step_labels
+from r2v_agent.groundtruth import step_labels
 
 
 def _step(action: str, progress: bool, tool_error: bool = False, expert: str | None = "go north"):

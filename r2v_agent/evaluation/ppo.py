@@ -25,6 +25,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import register, registry
 
 from r2v_agent.router.baselines import Router
 from r2v_agent.router.features import FEATURE_NAMES, N_FEATURES
@@ -38,8 +39,8 @@ def load_routing_episodes(path: str | Path) -> list[tuple[np.ndarray, np.ndarray
     """(features (T, 15), SLM-failure labels (T,)) per logged episode. The labels are the router
     stage's own (``labels.json`` beside the log, e.g. counterfactual ones) when it wrote them,
     else computed as in its ``progress`` mode."""
-    from r2v_agent.training.router import LABELS_FILE, load_step_labels, step_labels
-    from r2v_agent.training.trajectories import read_episodes
+    from r2v_agent.groundtruth import LABELS_FILE, load_step_labels, step_labels
+    from r2v_agent.trajectories import read_episodes
 
     saved: dict[str, list[int]] = {}
     if (Path(path).parent / LABELS_FILE).is_file():
@@ -167,3 +168,9 @@ def train_ppo_router(
     )
     model.learn(total_timesteps=timesteps, progress_bar=False)
     return PPORouter(model)
+
+
+# Registered when evaluation uses the PPO baseline (importing this module), not on every
+# ``import r2v_agent``; the entry point is a string, so registering imports nothing heavy.
+if "R2V/Routing-v0" not in registry:
+    register(id="R2V/Routing-v0", entry_point="r2v_agent.evaluation.ppo:RoutingEnv")

@@ -1,4 +1,5 @@
-"""Playing one episode with any actor and recording it in the trajectory schema.
+"""The rollout loop: making an env, playing one episode with any actor (:func:`play_episode`)
+or many (:func:`play_tasks`), and recording each step in the trajectory schema.
 
 Collection, router labelling, the pipeline's evaluation and ``benchmarks/run.py`` all go through
 :func:`play_episode`, so every record has the same shape. An *actor* is anything with
@@ -14,16 +15,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import gymnasium as gym
+from tqdm.auto import tqdm
 
 from r2v_agent.policy.prompts import Turn
 from r2v_agent.teacher.base import CallCost, Teacher
-from r2v_agent.training.trajectories import SCHEMA_VERSION
+from r2v_agent.trajectories import SCHEMA_VERSION
 
 __all__ = [
     "Actor",
     "TeacherActor",
     "make_env",
     "play_episode",
+    "play_tasks",
     "step_progress",
     "teacher_step",
     "step_env",
@@ -136,7 +139,7 @@ def step_env(
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """The package version plus the git commit when run from a checkout."""
-    from r2v_agent import __version__
+    from r2v_agent._version import __version__
 
     try:
         head = subprocess.run(
@@ -218,3 +221,50 @@ def play_episode(
         "cost": cost.as_dict(),
         "extra": dict(extra or {}),
     }
+
+
+def play_tasks(
+    agent: Any,
+    *,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    split: str,
+    tasks: list[int],
+    perturbation: str | None,
+    perturbation_seeds: list[int | None],
+    max_steps: int,
+    agent_name: str,
+    desc: str,
+) -> list[dict[str, Any]]:
+    """Episodes of ``agent`` on ``tasks`` x ``perturbation_seeds`` (expert hints kept for labels;
+    only a teacher would read them)."""
+    episodes = []
+    jobs = [(t, z) for z in perturbation_seeds for t in tasks]
+    envs: dict[int | None, Any] = {}
+    try:
+        for task, z in tqdm(jobs, desc=desc, unit="episode"):
+            if z not in envs:
+                envs[z] = make_env(
+                    env_id,
+                    kwargs=env_kwargs,
+                    split=split,
+                    max_steps=max_steps,
+                    perturbation=perturbation if z is not None else None,
+                    perturbation_seed=z,
+                )
+            episodes.append(
+                play_episode(
+                    envs[z],
+                    agent,
+                    env_id=env_id,
+                    env_seed=task,
+                    agent_name=agent_name,
+                    episode_key=f"{agent_name}/{split}/{task}/{z}",
+                    perturbation=perturbation if z is not None else None,
+                    perturbation_seed=z,
+                )
+            )
+    finally:
+        for env in envs.values():
+            env.close()
+    return episodes

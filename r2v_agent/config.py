@@ -26,9 +26,9 @@ __all__ = [
     "CollectConfig",
     "BCConfig",
     "VerifierConfig",
-    "DPOConfig",
+    "DPOStageConfig",
     "RouterConfig",
-    "EvalConfig",
+    "ReportConfig",
     "PipelineConfig",
     "STAGES",
 ]
@@ -106,7 +106,10 @@ class VerifierConfig:
 
 
 @dataclass
-class DPOConfig:
+class DPOStageConfig:
+    """The ``dpo`` section (TRL's own settings class is ``ConsistencyDPOConfig`` in
+    :mod:`r2v_agent.training.dpo`)."""
+
     states: int = _doc("Visited states at which K BC samples are ranked into pairs.", 150)
     margin: float = _doc("Minimum verifier-score gap between chosen and rejected.", 0.2)
     beta: float = _doc("DPO inverse temperature.", 0.1)
@@ -176,9 +179,15 @@ class RouterConfig:
 
 
 @dataclass
-class EvalConfig:
-    episodes: int | None = _doc("Held-out episodes per policy (null: every held-out task).", None)
-    perturbed: bool = _doc("Evaluate under the perturbation stack (seed = task index).", True)
+class ReportConfig:
+    """The ``eval`` section: the report stage's held-out evaluation (``r2v eval``'s code path
+    and seed rule, at a small scale; benchmarks run ``r2v eval`` itself)."""
+
+    episodes: int | None = _doc("Held-out tasks per policy (null: every held-out task).", None)
+    perturbed: bool = _doc("Evaluate under the perturbation stack.", True)
+    seeds: int = _doc(
+        "Perturbation seeds per task: 100, 101, ... (r2v eval's rule: never a training seed).", 1
+    )
 
 
 @dataclass
@@ -196,9 +205,9 @@ class PipelineConfig:
     collect: CollectConfig = _doc("Teacher trajectory collection.", factory=CollectConfig)
     bc: BCConfig = _doc("Behavioural cloning.", factory=BCConfig)
     verifier: VerifierConfig = _doc("Verifier training.", factory=VerifierConfig)
-    dpo: DPOConfig = _doc("Verifier-guided DPO with consistency.", factory=DPOConfig)
+    dpo: DPOStageConfig = _doc("Verifier-guided DPO with consistency.", factory=DPOStageConfig)
     router: RouterConfig = _doc("Router training, calibration and tau.", factory=RouterConfig)
-    eval: EvalConfig = _doc("Held-out evaluation for the report.", factory=EvalConfig)
+    eval: ReportConfig = _doc("Held-out evaluation for the report.", factory=ReportConfig)
     base_dir: str = field(default=".", metadata={"help": "(set by from_yaml) the config's folder"})
 
     # ---------------------------------------------------------------------- loading
@@ -337,6 +346,11 @@ class PipelineConfig:
     @property
     def run_dir(self) -> Path:
         return self.resolve(self.output_dir)
+
+    @property
+    def agent_dir(self) -> Path:
+        """Where the router stage saves the trained agent (``RoutedAgent.from_pretrained``)."""
+        return self.run_dir / "router" / "agent"
 
     def section(self, name: str) -> dict[str, Any]:
         return dataclasses.asdict(getattr(self, name))

@@ -4,7 +4,7 @@ would not make progress -- judged by the env's ground truth, which no deployable
 It is shown in the leaderboard as a reference (the best any router could do with the same SLM
 and teacher). At each step it replays the episode's effective actions (those whose tool call did
 not fail) in an unperturbed copy of the env, plays the SLM's chosen action there and asks
-:func:`~r2v_agent.training.episodes.step_progress`. ``reset(seed)`` must receive the episode's
+:func:`~r2v_agent.rollout.step_progress`. ``reset(seed)`` must receive the episode's
 env seed (``play_episode`` does this).
 """
 
@@ -14,17 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from r2v_agent.router.baselines import Router
+from r2v_agent.groundtruth import ProgressProbe, same_action
+from r2v_agent.router.baselines import Router, StepContext
 
 __all__ = ["HindsightOracleRouter"]
 
 
-def _same(a: str, b: str | None) -> bool:
-    return b is not None and " ".join(a.lower().split()) == " ".join(b.lower().split())
-
-
 class HindsightOracleRouter(Router):
-    uses_hindsight = True
+    """Reads the step's context (the chosen action, the env's info), not its features."""
 
     def __init__(
         self,
@@ -48,20 +45,20 @@ class HindsightOracleRouter(Router):
         self._history = []
         self._pending = None
 
-    def p_fail(self, features: np.ndarray) -> np.ndarray:  # only reached without hindsight
+    def p_fail(self, features: np.ndarray) -> np.ndarray:  # features alone cannot tell
         raise RuntimeError(
-            "the hindsight oracle needs the chosen action: use it inside RoutedAgent"
+            "the hindsight oracle judges the chosen action: it answers step_p_fail, inside "
+            "RoutedAgent, not features alone"
         )
 
-    def hindsight(self, chosen: str, info: dict[str, Any]) -> float:
+    def step_p_fail(self, features: np.ndarray, context: StepContext) -> float:
+        chosen, info = context.action, context.info
         if self._pending is not None and not info.get("tool_error"):
             self._history.append(self._pending)  # the previous action took effect
         expert = info.get("expert_action")
         needed = False
-        if not _same(chosen, expert):
+        if not same_action(chosen, expert):
             if self._probe is None:
-                from r2v_agent.training.verifier import ProgressProbe
-
                 self._probe = ProgressProbe(
                     self.env_id, self.env_kwargs, self.max_steps, split=self.split
                 )

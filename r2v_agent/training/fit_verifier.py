@@ -4,7 +4,7 @@ At ``states`` visited states (drawn from the collected clean and perturbed traje
 policy samples K candidates. A candidate is labelled positive when it is the teacher's action
 or when the env's ground truth says it makes progress: the state is rebuilt by replaying the
 clean trajectory's actions from the same env seed, the candidate is played, and
-:func:`~r2v_agent.training.episodes.step_progress` judges the step (TextWorld: score up or a
+:func:`~r2v_agent.rollout.step_progress` judges the step (TextWorld: score up or a
 shorter expert plan). The teacher's action itself is added as a positive. The
 :class:`~r2v_agent.verifier.learned.LearnedVerifier` head is trained on the frozen encoder's
 embeddings plus the rule prior, and scored on held-out tasks (AUROC, Brier, ECE).
@@ -24,40 +24,16 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from r2v_agent import metrics
+from r2v_agent.config import PipelineConfig
 from r2v_agent.errors import StageError
+from r2v_agent.groundtruth import ProgressProbe, same_action
 from r2v_agent.policy.prompts import PromptFormat
+from r2v_agent.training import components
 from r2v_agent.training.datasets import StepView
-from r2v_agent.training.episodes import make_env, step_progress
 
-__all__ = ["sample_states", "ProgressProbe", "train_head"]
+__all__ = ["run", "sample_states", "train_head"]
 
 logger = logging.getLogger(__name__)
-
-
-class ProgressProbe:
-    """Replays a clean trajectory to a state and plays one candidate there (ground truth)."""
-
-    def __init__(
-        self, env_id: str, env_kwargs: dict[str, Any], max_steps: int, split: str | None = "train"
-    ) -> None:
-        self.env = make_env(env_id, kwargs=env_kwargs, split=split, max_steps=max_steps + 1)
-
-    def __call__(self, env_seed: int, prefix: list[str], candidate: str) -> bool:
-        _, info = self.env.reset(seed=env_seed)
-        for action in prefix:
-            _, _, terminated, truncated, info = self.env.step(action)
-            if terminated or truncated:
-                return False
-        before = info
-        _, reward, terminated, _, after = self.env.step(candidate)
-        return step_progress(before, after, float(reward), bool(terminated))
-
-    def close(self) -> None:
-        self.env.close()
-
-
-def _same(a: str, b: str | None) -> bool:
-    return b is not None and " ".join(a.lower().split()) == " ".join(b.lower().split())
 
 
 def sample_states(
@@ -95,7 +71,7 @@ def sample_states(
                 continue
             if not key:
                 label = False
-            elif _same(action, teacher) or _same(action, step.get("expert_action")):
+            elif same_action(action, teacher) or same_action(action, step.get("expert_action")):
                 label = True
             elif allowed is not None and key not in allowed:
                 label = False  # the game cannot do it: no progress
@@ -217,3 +193,54 @@ def save_samples(samples: list[dict[str, Any]], path: Path) -> None:
 def load_samples(path: Path) -> list[dict[str, Any]]:
     with path.open() as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def run(config: PipelineConfig, out: Path) -> dict[str, Any]:
+    from r2v_agent.groundtruth import ProgressProbe
+    from r2v_agent.training.datasets import step_views
+    from r2v_agent.training.fit_verifier import sample_states, save_samples, train_head
+    from r2v_agent.verifier.learned import LearnedVerifier
+
+    episodes = components.episodes(config)
+    fmt = components.prompt_format_of(config)
+    views = list(step_views(episodes, fmt))
+    clean_actions = {
+        e["env_seed"]: [s["action"] for s in e["steps"]]
+        for e in episodes
+        if e["perturbation"] is None
+    }
+    policy = components.sampler(config, str(config.run_dir / "bc" / "policy"))
+    probe = (
+        ProgressProbe(config.env.id, config.env.kwargs, config.env.max_steps)
+        if fmt.family == "textworld"
+        else None
+    )
+    try:
+        samples = sample_states(
+            views,
+            policy,
+            fmt,
+            n_states=config.verifier.states,
+            clean_actions=clean_actions,
+            probe=probe,
+            max_new_tokens=fmt.max_new_tokens,
+            seed=config.seed,
+        )
+    finally:
+        if probe is not None:
+            probe.close()
+    save_samples(samples, out / "samples.jsonl")
+    verifier = LearnedVerifier(fmt.family, encoder=config.verifier.encoder)
+    report = train_head(
+        verifier,
+        samples,
+        epochs=config.verifier.epochs,
+        learning_rate=config.verifier.learning_rate,
+        heldout_fraction=config.verifier.heldout_fraction,
+        seed=config.seed,
+    )
+    verifier.save(out / "verifier.safetensors")
+    report["bc_sample_success_rate"] = sum(sum(s["labels"]) for s in samples) / max(
+        1, sum(len(s["labels"]) for s in samples)
+    )
+    return report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from r2v_agent.training.episodes import make_env
+from r2v_agent.rollout import make_env
 
 
 def test_terminalbench_split_reaches_the_env() -> None:

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -30,137 +29,23 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from r2v_agent import metrics
+from r2v_agent.config import PipelineConfig, RouterConfig
 from r2v_agent.errors import StageError
 from r2v_agent.router.calibration import fit_isotonic, fit_temperature
 from r2v_agent.router.features import FEATURE_NAMES, resolve_features
 from r2v_agent.router.model import MLPRouter
-from r2v_agent.training.config import RouterConfig
-from r2v_agent.training.episodes import make_env, play_episode
+from r2v_agent.training import components
 from r2v_agent.training.losses import cvar_of_groups
+from r2v_agent.trajectories import TrajectoryWriter
 
 __all__ = [
-    "rollout",
-    "step_labels",
-    "save_step_labels",
-    "load_step_labels",
+    "run",
+    "counterfactual_runner",
     "fit_router",
     "choose_threshold",
 ]
 
-# The router stage's labels, next to its rollouts.jsonl: counterfactual labels cost one rollout
-# per step, so the PPO baseline reads them rather than recomputing.
-LABELS_FILE = "labels.json"
-
 logger = logging.getLogger(__name__)
-
-
-def rollout(
-    agent: Any,
-    *,
-    env_id: str,
-    env_kwargs: dict[str, Any],
-    split: str,
-    tasks: list[int],
-    perturbation: str | None,
-    perturbation_seeds: list[int | None],
-    max_steps: int,
-    agent_name: str,
-    desc: str,
-) -> list[dict[str, Any]]:
-    """Episodes of ``agent`` on ``tasks`` x ``perturbation_seeds`` (expert hints kept for labels;
-    only a teacher would read them)."""
-    episodes = []
-    jobs = [(t, z) for z in perturbation_seeds for t in tasks]
-    envs: dict[int | None, Any] = {}
-    try:
-        for task, z in tqdm(jobs, desc=desc, unit="episode"):
-            if z not in envs:
-                envs[z] = make_env(
-                    env_id,
-                    kwargs=env_kwargs,
-                    split=split,
-                    max_steps=max_steps,
-                    perturbation=perturbation if z is not None else None,
-                    perturbation_seed=z,
-                )
-            episodes.append(
-                play_episode(
-                    envs[z],
-                    agent,
-                    env_id=env_id,
-                    env_seed=task,
-                    agent_name=agent_name,
-                    episode_key=f"{agent_name}/{split}/{task}/{z}",
-                    perturbation=perturbation if z is not None else None,
-                    perturbation_seed=z,
-                )
-            )
-    finally:
-        for env in envs.values():
-            env.close()
-    return episodes
-
-
-Counterfactual = Callable[[dict[str, Any], int], bool]
-
-
-def step_labels(
-    episodes: list[dict[str, Any]], label: str, counterfactual: Counterfactual | None = None
-) -> np.ndarray:
-    """One 0/1 label per step, in episode order (1 = the SLM fails here)."""
-    labels = []
-    if label == "counterfactual":  # one rollout per step of a failed episode: show progress
-        episodes = tqdm(episodes, desc="router: counterfactual labels", unit="episode")
-    for episode in episodes:
-        n = len(episode["steps"])
-        for t, step in enumerate(episode["steps"]):
-            if label == "progress":
-                ended_in_failure = t == n - 1 and not episode["success"]
-                labels.append(float(ended_in_failure or _wrong_move(step)))
-            else:
-                if counterfactual is None:
-                    raise StageError("router: counterfactual labels need a counterfactual runner")
-                labels.append(0.0 if episode["success"] else float(counterfactual(episode, t)))
-    return np.asarray(labels, dtype=np.float32)
-
-
-def save_step_labels(
-    path: str | Path, episodes: list[dict[str, Any]], labels: np.ndarray, mode: str
-) -> None:
-    """Write ``{"label": mode, "episodes": {episode_key: [0/1 per step]}}``."""
-    per_episode, i = {}, 0
-    for episode in episodes:
-        n = len(episode["steps"])
-        per_episode[episode["episode_key"]] = [int(v) for v in labels[i : i + n]]
-        i += n
-    if i != len(labels):
-        raise StageError(f"router: {len(labels)} labels for {i} steps")
-    Path(path).write_text(json.dumps({"label": mode, "episodes": per_episode}))
-
-
-def load_step_labels(path: str | Path) -> tuple[str, dict[str, list[int]]]:
-    """The label mode and the per-episode labels written by :func:`save_step_labels`."""
-    data = json.loads(Path(path).read_text())
-    return str(data["label"]), {k: list(v) for k, v in data["episodes"].items()}
-
-
-def _normalised(action: str | None) -> str:
-    return " ".join((action or "").lower().split())
-
-
-def _wrong_move(step: dict[str, Any]) -> bool:
-    """Whether the policy's action was wrong at this step.
-
-    A step without progress is wrong -- unless the tool failed: then the action never reached
-    the env, the teacher's would not have either, and no router can foresee the failure. Such a
-    step is judged by the env's expert instead (wrong if the action differs from the expert's).
-    On the textworld-cpu rollouts this took the label rate from 0.37 to 0.22 and the router's
-    task-grouped cross-validated AUROC from 0.64 to 0.83.
-    """
-    if not step.get("tool_error"):
-        return not step["progress"]
-    expert = step.get("expert_action")
-    return expert is not None and _normalised(step["action"]) != _normalised(expert)
 
 
 def slm_steps(episodes: list[dict[str, Any]]) -> np.ndarray:
@@ -351,3 +236,103 @@ def fit_router(
         else math.nan,
     }
     return router, report, {"p": p_test, "y": y_test}
+
+
+def counterfactual_runner(
+    config: PipelineConfig, agent: Any
+) -> Callable[[dict[str, Any], int], bool]:
+    """Replay an episode to step t, let the teacher act there, then the SLM to the end."""
+    from r2v_agent.rollout import make_env
+
+    envs: dict[Any, Any] = {}  # one env per perturbation seed: starting a game is the slow part
+
+    def run(episode: dict[str, Any], t: int) -> bool:
+        z = episode["perturbation_seed"]
+        if z not in envs:
+            envs[z] = make_env(
+                config.env.id,
+                kwargs=config.env.kwargs,
+                split="train",
+                max_steps=config.env.max_steps,
+                perturbation=episode["perturbation"],
+                perturbation_seed=z,
+            )
+        env = envs[z]
+        observation, info = env.reset(seed=episode["env_seed"])
+        agent.reset(seed=config.seed)
+        for step in episode["steps"][:t]:
+            agent.record(observation, step["action"])
+            observation, _, terminated, truncated, info = env.step(step["action"])
+            if terminated or truncated:
+                return False
+        teacher_action = info.get("expert_action") or episode["steps"][t]["action"]
+        agent.record(observation, teacher_action)
+        observation, _, terminated, truncated, info = env.step(teacher_action)
+        while not (terminated or truncated):
+            observation, _, terminated, truncated, info = env.step(agent.act(observation, info))
+        return bool(info.get("success"))
+
+    return run
+
+
+def run(config: PipelineConfig, out: Path) -> dict[str, Any]:
+    from r2v_agent.groundtruth import LABELS_FILE, save_step_labels, step_labels
+    from r2v_agent.rollout import play_tasks
+    from r2v_agent.router.baselines import NeverEscalate
+    from r2v_agent.teacher.oracle import OracleTeacher
+    from r2v_agent.training.fit_router import fit_router
+
+    policy_dir = str(config.run_dir / "dpo" / "policy")
+    agent = components.agent(config, policy_dir, NeverEscalate(), keep_base=True)
+    if config.router.fresh_tasks:  # unseen by BC and DPO: the failures deployment will meet
+        first = config.env.train_tasks
+        tasks = list(range(first, first + (config.router.tasks or config.env.train_tasks)))
+    else:
+        n = min(config.router.tasks or config.env.train_tasks, config.env.train_tasks)
+        tasks = list(range(n))
+    seeds: list[int | None] = list(range(1, config.env.perturbation_seeds + 1))
+
+    def play(name: str, desc: str) -> list[dict[str, Any]]:
+        return play_tasks(
+            agent,
+            env_id=config.env.id,
+            env_kwargs=config.env.kwargs,
+            split="train",
+            tasks=tasks,
+            perturbation=config.env.perturbation,
+            perturbation_seeds=seeds,
+            max_steps=config.env.max_steps,
+            agent_name=name,
+            desc=desc,
+        )
+
+    episodes = play("slm", "router: SLM rollouts")
+    rate = config.router.mixed_escalation_rate
+    if rate > 0:  # mixed trajectories: the same tasks with seeded random escalations
+        from r2v_agent.router.baselines import RandomRouter
+
+        agent.router, agent.threshold = RandomRouter(rate, config.seed), 0.5
+        agent.teacher = OracleTeacher()
+        episodes += play("mixed", f"router: mixed rollouts ({rate:.0%} random escalations)")
+        agent.router, agent.teacher = NeverEscalate(), None
+    with TrajectoryWriter(out / "rollouts.jsonl") as writer:
+        for episode in episodes:
+            writer.write(episode)
+    counterfactual = (
+        counterfactual_runner(config, agent) if config.router.label == "counterfactual" else None
+    )
+    labels = step_labels(episodes, config.router.label, counterfactual)
+    save_step_labels(out / LABELS_FILE, episodes, labels, config.router.label)
+    router, report, heldout = fit_router(episodes, labels, config.router, seed=config.seed)
+    agent.router = router
+    agent.threshold = report["threshold"]
+    agent.teacher = OracleTeacher()
+    agent.save_pretrained(out / "agent")
+    slm_only = [e for e in episodes if e["agent"] == "slm"]
+    report["slm_rollout_success"] = sum(e["success"] for e in slm_only) / len(slm_only)
+    report["mixed_escalation_rate"] = rate
+    report["mixed_episodes"] = len(episodes) - len(slm_only)
+    import numpy as np
+
+    np.savez(out / "heldout_predictions.npz", p=heldout["p"], y=heldout["y"])
+    return report

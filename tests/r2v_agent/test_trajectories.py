@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from r2v_agent.errors import TrajectoryError
-from r2v_agent.training.trajectories import (
+from r2v_agent.trajectories import (
     SCHEMA_VERSION,
     TrajectoryWriter,
     episode_keys,
@@ -127,8 +127,8 @@ def test_torn_last_line_is_ignored_then_repaired(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from tests.r2v_agent.training.test_trajectories import episode
-from r2v_agent.training.trajectories import TrajectoryWriter
+from tests.r2v_agent.test_trajectories import episode
+from r2v_agent.trajectories import TrajectoryWriter
 with TrajectoryWriter(sys.argv[1]) as w:
     i = 0
     while True:
@@ -141,7 +141,7 @@ def test_sigkill_never_yields_a_half_record(tmp_path: Path) -> None:
     """SIGKILL can cut a large write short (the kernel stops copying on a fatal signal); the
     torn tail has no newline, readers skip it and the next writer removes it."""
     path = tmp_path / "t.jsonl"
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[2]
     for _attempt in range(3):
         proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], cwd=root)
         deadline = time.monotonic() + 60

@@ -1,0 +1,81 @@
+"""What the training stages build from a config and the stages before them: the SLM (for
+training and as a sampler), the prompt format, the collected episodes, the learned verifier and
+a :class:`~r2v_agent.RoutedAgent` over a stage's policy (what ``from_pretrained`` builds from a
+saved agent, built here from a run folder that has no saved agent yet)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from r2v_agent.config import PipelineConfig
+from r2v_agent.trajectories import read_episodes
+
+__all__ = ["load_model", "family", "prompt_format_of", "episodes", "sampler", "verifier", "agent"]
+
+
+def load_model(source: str, seed: int) -> tuple[Any, Any]:
+    from r2v_agent.policy.models import load_model_and_tokenizer
+
+    return load_model_and_tokenizer(source, seed=seed)
+
+
+def family(config: PipelineConfig) -> str:
+    from r2v_agent.policy.prompts import format_for
+
+    return format_for(config.env.id).family
+
+
+def prompt_format_of(config: PipelineConfig) -> Any:
+    from r2v_agent.training.datasets import prompt_format
+
+    return prompt_format(config.env.id, config.policy.history_chars)
+
+
+def episodes(config: PipelineConfig) -> list[dict[str, Any]]:
+    return list(read_episodes(config.run_dir / "collect" / "trajectories.jsonl"))
+
+
+def sampler(config: PipelineConfig, source: str, *, keep_base: bool = False) -> Any:
+    from r2v_agent.policy.sampler import TransformersPolicy
+
+    model, tokenizer = load_model(source, config.seed)
+    return TransformersPolicy(
+        model,
+        tokenizer,
+        k=config.policy.k,
+        temperature=config.policy.temperature,
+        seed=config.seed,
+        quantize=config.policy.quantize,
+        keep_base=keep_base or config.policy.quantize is None,
+        entropy_top_k=config.policy.entropy_top_k,
+    )
+
+
+def verifier(config: PipelineConfig) -> Any:
+    from r2v_agent.verifier.learned import LearnedVerifier
+
+    return LearnedVerifier.load(config.run_dir / "verifier" / "verifier.safetensors")
+
+
+def agent(
+    config: PipelineConfig,
+    source: str,
+    router: Any,
+    *,
+    teacher: Any = None,
+    keep_base: bool = False,
+    threshold: float = 1.0,
+) -> Any:
+    from r2v_agent.agent import RoutedAgent
+
+    return RoutedAgent(
+        sampler(config, source, keep_base=keep_base),
+        router,
+        teacher,
+        threshold=threshold,
+        family=family(config),
+        max_steps=config.env.max_steps,
+        policy_source=source,
+        verifier=verifier(config),
+        history_chars=config.policy.history_chars,
+    )
