@@ -166,6 +166,7 @@ def create_app(
         try:
             future = engine.submit(job)
         except QueueFull:
+            sessions.undo(parsed.session)  # the step did not happen: the next one keeps its index
             raise APIError(
                 429,
                 f"the SLM queue is full ({settings.max_queue} steps waiting); retry shortly",

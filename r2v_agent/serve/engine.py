@@ -191,6 +191,15 @@ class Sessions:
                 self._items.popitem(last=False)
             return step, session.escalations
 
+    def undo(self, key: str | None) -> None:
+        """Give back the step :meth:`begin` counted for a request that was turned away."""
+        if key is None:
+            return
+        with self._lock:
+            session = self._items.get(key)
+            if session is not None and session.steps > 0:
+                session.steps -= 1
+
     def escalated(self, key: str | None) -> None:
         if key is None:
             return

@@ -289,7 +289,8 @@ def test_a_full_queue_answers_429_and_a_stuck_step_504(
         while app.state.engine.depth < 1:  # the second step is queued
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        response = httpx.post(f"{url}/chat/completions", json={"messages": MESSAGES}, timeout=30)
+        turned_away = {"messages": MESSAGES, "r2v": {"session": "s"}}
+        response = httpx.post(f"{url}/chat/completions", json=turned_away, timeout=30)
         assert response.status_code == 429
         assert response.headers["retry-after"] == "3"
         assert response.json()["error"]["code"] == "queue_full"
@@ -298,6 +299,11 @@ def test_a_full_queue_answers_429_and_a_stuck_step_504(
         waiting.join(60)
         assert results["running"].model_extra["r2v"]["actor"] == "slm"
         assert results["waiting"].model_extra["r2v"]["actor"] == "slm"
+        # The turned-away request did not count as a step of its session.
+        again = client.chat.completions.create(
+            model="r2v-agent", messages=MESSAGES, extra_body={"r2v": {"session": "s"}}
+        )
+        assert again.model_extra["r2v"]["step"] == 0
 
     agent = _agent(tiny_agent_dir)
     agent.policy = GatedPolicy(agent.policy)  # never released: the step cannot finish in time
