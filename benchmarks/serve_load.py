@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's tests package
-from tests.r2v_agent.fake_openai import running_fake_openai  # noqa: E402
+from tests.r2v_agent.fake_openai import free_port, running_fake_openai  # noqa: E402
 
 ROOMS = ["kitchen", "pantry", "cellar", "garden", "attic", "hallway", "bedroom", "study"]
 THINGS = ["knife", "lamp", "key", "apple", "book", "coin", "rope", "map"]
@@ -52,12 +51,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run_client(
@@ -108,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     import httpx
     import openai
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     with running_fake_openai() as teacher, tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "serve.log"

@@ -195,12 +195,15 @@ class RoutedAgent:
             fmt = dataclasses.replace(fmt, max_chars=self.history_chars)
         return fmt
 
+    @staticmethod
+    def generation_options(family: str) -> dict[str, Any]:
+        """``family``'s generation limits, as the policy's ``sample``/``sample_many`` take them."""
+        fmt = FORMATS[family]
+        return {"single_line": not fmt.multiline_actions, "max_new_tokens": fmt.max_new_tokens}
+
     def sample_step(self, messages: list[dict[str, str]], family: str) -> SampleResult:
         """The SLM's K candidates for chat ``messages``, with ``family``'s generation limits."""
-        fmt = FORMATS[family]
-        return self.policy.sample(
-            messages, single_line=not fmt.multiline_actions, max_new_tokens=fmt.max_new_tokens
-        )
+        return self.policy.sample(messages, **self.generation_options(family))
 
     def assess(
         self,

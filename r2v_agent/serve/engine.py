@@ -119,8 +119,7 @@ class StepEngine:
             try:
                 samples = sample_many(
                     [job.messages for job, _ in together],
-                    single_line=not self.agent.format_of(self.family).multiline_actions,
-                    max_new_tokens=self.agent.format_of(self.family).max_new_tokens,
+                    **self.agent.generation_options(self.family),
                 )
             except Exception as exc:  # the engine failed: every caller hears why
                 for job, _ in together:

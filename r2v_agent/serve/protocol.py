@@ -91,7 +91,7 @@ def parse_request(raw: bytes, *, max_messages: int, max_chars: int) -> ChatReque
             f"the messages hold {chars} characters; the limit is {max_chars}",
             param="messages",
         )
-    asks = [m for m in flat if m["role"] in ("user", "tool")]
+    asks = [m for m in flat if m["role"] == "user"]  # tool messages are user turns by now
     if not asks:
         raise APIError(400, "'messages' needs at least one user message", param="messages")
     n = body.get("n", 1)

@@ -24,7 +24,13 @@ from r2v_agent.agent import RoutedAgent  # noqa: E402
 from r2v_agent.serve.app import ServeSettings, create_app  # noqa: E402
 from r2v_agent.serve.engine import QueueFull, StepEngine, StepJob  # noqa: E402
 from r2v_agent.teacher.openai_http import OpenAITeacher  # noqa: E402
-from tests.r2v_agent.fake_openai import REPLY, USAGE, FakeOpenAI, running_fake_openai  # noqa: E402
+from tests.r2v_agent.fake_openai import (  # noqa: E402
+    REPLY,
+    USAGE,
+    FakeOpenAI,
+    free_port,
+    running_fake_openai,
+)
 
 MESSAGES = [
     {"role": "system", "content": "You play a text adventure. Answer with one command."},
@@ -229,10 +235,7 @@ def test_metrics_count_requests_escalations_and_share(served: str) -> None:
 
 
 def test_a_teacher_that_is_down_falls_back_to_the_slm(tiny_agent_dir: Path) -> None:
-    dead = socket.socket()
-    dead.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{dead.getsockname()[1]}/v1"
-    dead.close()  # nothing listens there now
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     app = create_app(_agent(tiny_agent_dir), _teacher(url), ServeSettings(tau=0.0))
     with serving(app) as served_url:
         reply = _client(served_url).chat.completions.create(model="r2v-agent", messages=MESSAGES)
@@ -348,12 +351,6 @@ def test_the_engine_refuses_past_its_bound_and_batches_sample_many(tiny_agent_di
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_the_cli_serves_logs_no_secrets_and_stops_on_sigterm(
     tiny_agent_dir: Path, teacher_server: FakeOpenAI, tmp_path: Path
 ) -> None:
@@ -363,7 +360,7 @@ def test_the_cli_serves_logs_no_secrets_and_stops_on_sigterm(
 
     key_file = tmp_path / "key"
     key_file.write_text("cli-key-123\n")
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "serve.log").open("w+")
     command = [sys.executable, "-m", "r2v_agent.cli", "serve", "--agent", str(tiny_agent_dir)]
     command += ["--teacher-url", teacher_server.base_url, "--teacher-model", "gpt-test"]
