@@ -8,8 +8,13 @@
   ``command_timeout`` is interrupted and the episode goes on.
 * ``submit`` (or the step limit, or the task's ``max_agent_timeout_sec``) ends the episode: every
   process is killed, the tests are copied to ``/tests`` and run. All pass = success.
-  Terminal-Bench's ``run-tests.sh`` usually installs pytest from the internet; when it does, the
-  sandbox's own pytest runs ``/tests`` instead and ``info["tests_runner"]`` says so.
+  Terminal-Bench's ``run-tests.sh`` usually installs pytest from the internet (itself or through
+  a sourced ``setup-uv-pytest.sh``); when it does, the sandbox's own pytest runs ``/tests``
+  instead and ``info["tests_runner"]`` / ``info["tests_runner_reason"]`` say so.
+* The task's ``max_agent_timeout_sec`` bounds the agent's time (a command is cut at what is
+  left of it) and ``max_test_timeout_sec`` the tests'.
+* A dataset folder with tasks that do not load: they are skipped with a warning (``strict=True``
+  raises instead); ``env.load_report`` says which and why.
 * ``expert_hints=True``: ``info["expert_action"]`` walks through ``solution.sh``, then ``submit``.
 """
 
@@ -23,7 +28,7 @@ from typing import Any
 from r2v_envs.core import StepOutcome, TextEnv
 from r2v_envs.errors import TaskNotFoundError
 from r2v_envs.terminalbench.backends.base import Backend
-from r2v_envs.terminalbench.tasks import Task, load_tasks, split_of
+from r2v_envs.terminalbench.tasks import Task, scan_tasks, split_of
 
 __all__ = ["TerminalBenchEnv", "make_backend"]
 
@@ -51,13 +56,15 @@ class TerminalBenchEnv(TextEnv):
         split: ``None``, ``"train"`` or ``"test"``.
         command_timeout: seconds before a command is interrupted.
         max_episode_steps: step limit.
-        expert_hints: ``info["expert_action"]`` from ``solution.sh``.
+        expert_hints: ``info["expert_action"]`` from ``solution.sh`` / ``solution.yaml``.
+        strict: raise on a task of the dataset that does not load (default: skip it, warn).
     """
 
     metadata = {**TextEnv.metadata, "family": "terminalbench"}
 
     max_observation_chars = 16_384
-    max_action_chars = 16_384
+    # A command may carry a whole file in a here-document (the expert replays solution.sh).
+    max_action_chars = 1 << 20
 
     def __init__(
         self,
@@ -70,12 +77,15 @@ class TerminalBenchEnv(TextEnv):
         expert_hints: bool = False,
         render_mode: str | None = None,
         backend_kwargs: dict[str, Any] | None = None,
+        strict: bool = False,
     ) -> None:
         super().__init__(
             max_episode_steps=max_episode_steps, expert_hints=expert_hints, render_mode=render_mode
         )
         self.dataset_path = dataset_path
-        self.tasks: dict[str, Task] = load_tasks(dataset_path)
+        self.strict = strict
+        self.load_report = scan_tasks(dataset_path)
+        self.tasks: dict[str, Task] = self.load_report.require(strict=strict)
         if split not in (None, "train", "test"):
             raise ValueError(f"split must be None, 'train' or 'test', got {split!r}")
         self.task_ids = sorted(t for t in self.tasks if split is None or split_of(t) == split)
@@ -97,7 +107,8 @@ class TerminalBenchEnv(TextEnv):
     ) -> tuple[str, str, float, dict[str, Any]]:
         if "dataset_path" in options and options["dataset_path"] != self.dataset_path:
             self.dataset_path = options["dataset_path"]
-            self.tasks = load_tasks(self.dataset_path)
+            self.load_report = scan_tasks(self.dataset_path)
+            self.tasks = self.load_report.require(strict=self.strict)
             self.task_ids = sorted(self.tasks)
         if "task_id" in options:
             task_id = str(options["task_id"])
@@ -124,10 +135,12 @@ class TerminalBenchEnv(TextEnv):
             return self._grade("submitted")
         if self._expert_queue and action.strip() == self._expert_queue[0].strip():
             self._expert_queue.pop(0)
-        result = self.backend.exec(action, timeout=self.command_timeout)
+        left = self._task.max_agent_timeout_sec - (time.monotonic() - self._started)
+        timeout = max(0.1, min(self.command_timeout, left))
+        result = self.backend.exec(action, timeout=timeout)
         obs = result.output
         if result.timed_out:
-            obs += f"\n[command interrupted after {self.command_timeout:.0f}s]"
+            obs += f"\n[command interrupted after {timeout:.0f}s]"
         if result.shell_exited and not result.timed_out:
             obs += "\n[the shell exited; a new shell was started in /app]"
         info = self._infos(
@@ -136,7 +149,7 @@ class TerminalBenchEnv(TextEnv):
             timed_out=result.timed_out,
             output_truncated=result.truncated_bytes > 0,
         )
-        if time.monotonic() - self._started > self._task.max_agent_timeout_sec:
+        if time.monotonic() - self._started >= self._task.max_agent_timeout_sec:
             graded = self._grade("agent time limit reached")
             graded.observation = obs + "\n" + graded.observation
             graded.terminated, graded.truncated = False, True
@@ -158,13 +171,12 @@ class TerminalBenchEnv(TextEnv):
         task = self._task
         self.backend.restart()  # nothing the agent started survives into grading
         self.backend.upload(task.tests_dir, "/tests")
-        if task.run_tests_needs_network:
-            runner = "sandbox-pytest"
-            command = "cd /app && python3 -m pytest /tests -rA -p no:cacheprovider"
-        else:
+        plan = task.tests_plan()
+        if plan.runner == "run-tests.sh":
             self.backend.upload(task.path / "run-tests.sh", "/tests/run-tests.sh")
-            runner = "run-tests.sh"
-            command = "cd /app && bash /tests/run-tests.sh"
+            command = "bash /tests/run-tests.sh"
+        else:  # the fresh shell is in the task's WORKDIR, where run-tests.sh would run
+            command = "python3 -m pytest /tests -rA -p no:cacheprovider"
         result = self.backend.exec(command, timeout=task.max_test_timeout_sec)
         self.backend.stop()  # the episode is over: nothing keeps running
         success = result.exit_code == 0
@@ -176,7 +188,8 @@ class TerminalBenchEnv(TextEnv):
         verdict = "all tests passed" if success else "tests failed"
         obs = f"Episode over ({why}): {verdict} ({counts['passed']} passed, {counts['failed']} failed)."
         info = self._infos(
-            tests_runner=runner,
+            tests_runner=plan.runner,
+            tests_runner_reason=plan.reason,
             tests_output=result.output[-4000:],
             **counts,
             tests_timed_out=result.timed_out,

@@ -22,9 +22,22 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from r2v_envs.errors import R2VEnvError
 from r2v_envs.terminalbench.tasks import Task
 
-__all__ = ["ExecResult", "Backend", "ShellStream", "run_shell_command", "check_syntax"]
+__all__ = [
+    "ExecResult",
+    "Backend",
+    "ShellStream",
+    "TaskSetupError",
+    "run_shell_command",
+    "check_syntax",
+]
+
+
+class TaskSetupError(R2VEnvError, RuntimeError):
+    """A task's environment could not be set up (a Dockerfile step, a build, a service); the
+    message names the task and, where there is one, the Dockerfile line."""
 
 
 @dataclass

@@ -1,9 +1,20 @@
-"""The docker backend: the task's own Dockerfile, built and run by any Docker-compatible daemon.
+"""The docker backend: the task's own Dockerfile(s), built and run by any Docker-compatible daemon.
 
-Terminal-Bench's base images (``ghcr.io/laude-institute/t-bench/...``) are rewritten to a local
-base image (``r2v-tb-base:latest`` by default; build it with ``scripts/build_tb_base_image.sh``,
-since no registry may be reachable). Containers run with ``network_mode="none"``, a memory and a
-process limit; the shell protocol is the local backend's, over the container's attached stdin.
+* **Images.** Every ``FROM`` of a task (Terminal-Bench's ``ghcr.io/laude-institute/t-bench/...``
+  images, ``python:3.x``, ``ubuntu:24.04``, ...) is rewritten to one local base image
+  (``r2v-tb-base:latest`` by default; ``scripts/build_tb_base_image.sh`` builds it offline:
+  Debian with python3, pip, venv and pytest). Builds use the classic builder, so here-documents
+  and ``COPY --chmod`` are rendered into context files and a ``chmod`` step; a build may reach
+  the package registries the host reaches (``RUN apt-get``/``pip install``), a failed build
+  raises :class:`TaskSetupError` naming the task, the service and the Dockerfile line.
+* **Containers.** A single-container task runs one container with ``network_mode="none"``. A
+  compose task with more services runs each service in its own container, all sharing one
+  private network namespace that has only a loopback interface (so no container can reach the
+  host or the outside); each service's name resolves to 127.0.0.1, and the agent's shell runs in
+  the ``client`` container. Memory and process limits apply to every container; the shell
+  protocol is the local backend's, over the client's attached stdin.
+* **Clean-up.** Every container of an episode carries a per-backend label and is removed on
+  ``close()``, after a failed start and on an interruption (``KeyboardInterrupt``) during one.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import shutil
 import socket
 import tarfile
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +37,22 @@ from r2v_envs.errors import MissingDependencyError
 from r2v_envs.terminalbench.backends.base import (
     Backend,
     ShellStream,
+    TaskSetupError,
+)
+from r2v_envs.terminalbench.compose import CLIENT, Service
+from r2v_envs.terminalbench.dockerfile import (
+    Instruction,
+    parse_dockerfile,
+    render_for_classic_builder,
 )
 from r2v_envs.terminalbench.tasks import Task
 
-__all__ = ["DockerBackend", "DEFAULT_BASE_IMAGE", "rewrite_dockerfile"]
+__all__ = ["DockerBackend", "DEFAULT_BASE_IMAGE", "LABEL", "rewrite_dockerfile"]
 
 DEFAULT_BASE_IMAGE = "r2v-tb-base:latest"
-_FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(.*)$", re.IGNORECASE | re.MULTILINE)
+#: The label every container this backend starts carries (value: the backend's session id).
+LABEL = "r2v.terminalbench.session"
+_STEP = re.compile(r"^Step (\d+)/\d+ : ")
 _KILL_ALL_BUT_INIT = (
     "for p in /proc/[0-9]*; do pid=${p#/proc/}; "
     'if [ "$pid" != 1 ] && [ "$pid" != $$ ]; then kill -9 "$pid" 2>/dev/null; fi; done; true'
@@ -39,13 +60,8 @@ _KILL_ALL_BUT_INIT = (
 
 
 def rewrite_dockerfile(text: str, base_image: str, keep: tuple[str, ...] = ()) -> str:
-    """Point every ``FROM`` at ``base_image`` unless the image is in ``keep``."""
-
-    def swap(match: re.Match[str]) -> str:
-        image, rest = match.group(1), match.group(2)
-        return match.group(0) if image in keep else f"FROM {base_image}{rest}"
-
-    return _FROM.sub(swap, text)
+    """``text`` for the classic builder, every ``FROM`` pointed at ``base_image`` (but ``keep``)."""
+    return render_for_classic_builder(parse_dockerfile(text), base_image, keep).text
 
 
 class _AttachStream(ShellStream):
@@ -130,6 +146,7 @@ class DockerBackend(Backend):
         self.memory = memory
         self.pids_limit = pids_limit
         self.container: Any = None
+        self.session: str | None = None
         self._stream: _AttachStream | None = None
         self._task: Task | None = None
 
@@ -137,17 +154,53 @@ class DockerBackend(Backend):
     def start(self, task: Task) -> None:
         self.close()
         self._task = task
-        image = self._build(task)
-        self.container = self.client.containers.run(
-            image,
+        self.session = uuid.uuid4().hex[:12]
+        try:
+            self._start(task)
+        except BaseException:
+            self.close()  # a failed or interrupted start leaves nothing behind
+            raise
+
+    def _start(self, task: Task) -> None:
+        images = {name: self._image(task, svc) for name, svc in task.services.items()} or {
+            CLIENT: self._image(task, task.client)
+        }
+        network = "none"
+        if task.multi_container:
+            # One private network namespace for all services: loopback only, names -> 127.0.0.1.
+            holder = self._run(
+                task,
+                "network",
+                self.base_image,
+                command=["sleep", "infinity"],
+                network_mode="none",
+                extra_hosts={name: "127.0.0.1" for name in task.services},
+            )
+            network = f"container:{holder.id}"
+            for name, svc in task.services.items():
+                if name == CLIENT:
+                    continue
+                self._run(
+                    task,
+                    name,
+                    images[name],
+                    command=svc.command,
+                    entrypoint=svc.entrypoint,
+                    environment=svc.environment,
+                    working_dir=svc.working_dir,
+                    network_mode=network,
+                )
+        client = task.client
+        self.container = self._run(
+            task,
+            CLIENT,
+            images[CLIENT],
             command=["bash", "--noprofile", "--norc"],
+            entrypoint=[],
             stdin_open=True,
-            detach=True,
-            network_mode="none",
-            mem_limit=self.memory,
-            pids_limit=self.pids_limit,
-            environment={"TEST_DIR": "/tests", "HOME": "/root"},
-            labels={"r2v.terminalbench": task.task_id},
+            environment={**client.environment, "TEST_DIR": "/tests", "HOME": "/root"},
+            working_dir=client.working_dir,
+            network_mode=network,
         )
         self._attach()
 
@@ -181,42 +234,132 @@ class DockerBackend(Backend):
         self._attach()
 
     def close(self) -> None:
-        if self.container is not None:
-            if self._stream is not None:
-                self._stream.close()
-            self.container.remove(force=True)
+        if self._stream is not None:
+            self._stream.close()
         self.container = self._stream = None
+        if self.session is None:
+            return
+        # Every container of this session, found through the daemon (not only those we hold).
+        for container in self.client.containers.list(
+            all=True, filters={"label": f"{LABEL}={self.session}"}
+        ):
+            with contextlib.suppress(Exception):  # already gone
+                container.remove(force=True)
+        self.session = None
+
+    def leftovers(self) -> list[str]:
+        """Names of containers any DockerBackend left on this daemon (should be empty)."""
+        return [c.name for c in self.client.containers.list(all=True, filters={"label": LABEL})]
 
     # ------------------------------------------------------------------------------ internals
     def _attach(self) -> None:
         self._stream = _AttachStream(self.container)
 
-    def _build(self, task: Task) -> str:
-        """Build (or reuse) the task's image; the tag hashes the task files and base image."""
+    def _run(self, task: Task, role: str, image: str, **options: Any) -> Any:
+        options = {k: v for k, v in options.items() if v is not None}
+        return self.client.containers.run(
+            image,
+            detach=True,
+            mem_limit=self.memory,
+            pids_limit=self.pids_limit,
+            labels={LABEL: self.session or "", "r2v.terminalbench.task": task.task_id,
+                    "r2v.terminalbench.role": role},
+            **options,
+        )  # fmt: skip
+
+    def _image(self, task: Task, service: Service) -> str:
+        """The service's image: built from its Dockerfile, or its prebuilt ``image``."""
+        if service.context is None:
+            assert service.image is not None
+            try:
+                self.client.images.get(service.image)
+            except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound
+                raise TaskSetupError(
+                    f"task {task.task_id!r}: service {service.name!r} uses image "
+                    f"{service.image!r}, which this daemon does not have (no registry is used)"
+                ) from None
+            return service.image
+        return self._build(task, service)
+
+    def _build(self, task: Task, service: Service) -> str:
+        """Build (or reuse) a service's image; the tag hashes its build context and base image."""
+        assert service.context is not None and service.dockerfile_path is not None
+        instructions = parse_dockerfile(service.dockerfile_path.read_text())
+        # Terminal-Bench copies the tests in only after the agent has finished, and the
+        # solution is not the agent's to read -- unless the Dockerfile copies them itself.
+        sources = " ".join(
+            " ".join(ins.copy_spec().sources) for ins in instructions if ins.op in ("COPY", "ADD")
+        )
+        hidden = [
+            name
+            for name in ("tests", "solution.sh", "solution.yaml")
+            if not re.search(rf"(^|[\s/]){re.escape(name)}\b", sources)
+        ]
         base_id = self.client.images.get(self.base_image).id
         digest = hashlib.sha256(base_id.encode())
-        for path in sorted(task.path.rglob("*")):
-            if path.is_file() and "tests" not in path.relative_to(task.path).parts:
-                digest.update(str(path.relative_to(task.path)).encode())
+        for path in sorted(service.context.rglob("*")):
+            if path.is_file() and path.relative_to(service.context).parts[0] not in hidden:
+                digest.update(str(path.relative_to(service.context)).encode())
                 digest.update(path.read_bytes())
-        tag = f"r2v-tb-{task.task_id}:{digest.hexdigest()[:16]}"
+        digest.update(service.dockerfile.encode())
+        name = re.sub(r"[^a-z0-9_.-]", "-", f"r2v-tb-{task.task_id}-{service.name}".lower())
+        tag = f"{name}:{digest.hexdigest()[:16]}"
         try:
             self.client.images.get(tag)
             return tag
         except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound
             pass
+        rendered = render_for_classic_builder(instructions, self.base_image)
         context = Path(tempfile.mkdtemp(prefix="r2v-tb-build-"))
         try:
-            # Terminal-Bench copies tests in only after the agent has finished.
             shutil.copytree(
-                task.path,
+                service.context,
                 context,
                 dirs_exist_ok=True,
-                ignore=shutil.ignore_patterns("tests", "solution.sh"),
+                ignore=shutil.ignore_patterns(*hidden),
             )
-            dockerfile = context / "Dockerfile"
-            dockerfile.write_text(rewrite_dockerfile(dockerfile.read_text(), self.base_image))
-            self.client.images.build(path=str(context), tag=tag, network_mode="none", rm=True)
+            for extra, content in rendered.extra_files.items():
+                (context / extra).write_text(content)
+            dockerfile = context / ".r2v.Dockerfile"
+            dockerfile.write_text(rendered.text)
+            try:
+                # Builds may reach package registries (the host's network); running containers
+                # never do. forcerm: no intermediate container survives a failed step.
+                self.client.images.build(
+                    path=str(context),
+                    dockerfile=dockerfile.name,
+                    tag=tag,
+                    network_mode="host",
+                    rm=True,
+                    forcerm=True,
+                )
+            except Exception as exc:  # noqa: BLE001 - docker.errors.BuildError / APIError
+                raise TaskSetupError(
+                    self._build_failure(task, service, rendered.origins, exc)
+                ) from None
         finally:
             shutil.rmtree(context, ignore_errors=True)
         return tag
+
+    @staticmethod
+    def _build_failure(
+        task: Task, service: Service, origins: list[Instruction], exc: Exception
+    ) -> str:
+        step: int | None = None
+        output: list[str] = []
+        for entry in getattr(exc, "build_log", None) or []:
+            text = str(entry.get("stream", "")) if isinstance(entry, dict) else ""
+            match = _STEP.match(text)
+            if match:
+                step, output = int(match.group(1)), []
+            elif text.strip() and not text.startswith(" ---> "):
+                output.append(text.strip())
+        where = "the build"
+        if step is not None and 0 < step <= len(origins):
+            where = origins[step - 1].where
+        reason = " ".join(str(getattr(exc, "msg", None) or exc).split())[-500:]
+        if output:  # the failing step's own last words
+            reason += "\n" + "\n".join(output[-8:])[-1500:]
+        return (
+            f"task {task.task_id!r}: building service {service.name!r} failed at {where}: {reason}"
+        )

@@ -8,6 +8,7 @@ network set-up. The base image is built with ``scripts/build_tb_base_image.sh`` 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -70,8 +71,16 @@ def private_dockerd(root: Path) -> Iterator[str]:
 
 
 def ensure_base_image(host: str, tag: str = "r2v-tb-base:latest") -> None:
+    """Build the base image unless the daemon has one of the script's current version."""
     env = {**os.environ, "DOCKER_HOST": host}
-    if subprocess.run(["docker", "image", "inspect", tag], env=env, capture_output=True).returncode:
+    wanted = re.search(r"^R2V_TB_BASE_VERSION=(\S+)", BASE_IMAGE_SCRIPT.read_text(), re.M)
+    probe = subprocess.run(
+        ["docker", "image", "inspect", "--format", '{{index .Config.Labels "r2v.tb-base"}}', tag],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode or (wanted and probe.stdout.strip() != wanted.group(1)):
         subprocess.run(["bash", str(BASE_IMAGE_SCRIPT), tag], env=env, check=True, timeout=1800)
 
 

@@ -11,24 +11,30 @@ and host files stay read-only even through a writable mount.
 from __future__ import annotations
 
 import contextlib
+import glob
 import itertools
 import os
+import re
 import select
 import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 from r2v_envs.errors import MissingDependencyError
 from r2v_envs.sandbox import BwrapCommand, apply_limits
 from r2v_envs.terminalbench.backends.base import (
     Backend,
     ShellStream,
+    TaskSetupError,
     kill_descendants,
 )
+from r2v_envs.terminalbench.dockerfile import DockerfileError, Instruction
 from r2v_envs.terminalbench.tasks import Task
 
 __all__ = ["LocalBackend", "TaskSetupError"]
@@ -37,10 +43,13 @@ _uids = itertools.count()
 _HIDDEN = {"/proc", "/dev", "/sys", "/tmp", "/root", "/home", "/app", "/tests", "/lost+found"}
 # Folders the sandbox replaces with an empty tmpfs; an interpreter inside one is bound back.
 _SHADOWED = ("/root/", "/home/", "/tmp/")
-
-
-class TaskSetupError(RuntimeError):
-    """The task's Dockerfile steps failed in the sandbox."""
+# Absolute paths in a RUN command: their top-level folder may need to exist in the sandbox.
+_ABSOLUTE = re.compile(r"(?<![\w.$/~-])/([A-Za-z0-9_][A-Za-z0-9_.-]*)")
+# Dockerfile instructions that do not change the files or the shell (or only the image's metadata).
+_METADATA_OPS = {
+    "ARG", "CMD", "ENTRYPOINT", "EXPOSE", "HEALTHCHECK", "LABEL", "MAINTAINER", "ONBUILD",
+    "SHELL", "STOPSIGNAL", "USER", "VOLUME",
+}  # fmt: skip
 
 
 class _PipeStream(ShellStream):
@@ -87,6 +96,24 @@ class _PipeStream(ShellStream):
                     break
                 time.sleep(0.01)
         return self._shell_pid
+
+
+def _has_entries(path: str) -> bool:
+    try:
+        return any(os.scandir(path))
+    except OSError:
+        return True  # unreadable: treat as the host's
+
+
+def _env_pairs(ins: Instruction) -> dict[str, str]:
+    """``ENV A=1 B="x y"`` or the legacy ``ENV A some value``."""
+    try:
+        tokens = shlex.split(ins.args)
+    except ValueError as exc:
+        raise DockerfileError(f"{ins.where}: {exc}") from None
+    if tokens and "=" not in tokens[0]:
+        return {tokens[0]: ins.args.split(None, 1)[1] if len(tokens) > 1 else ""}
+    return dict(token.partition("=")[::2] for token in tokens)
 
 
 def _parent(pid: int) -> int:
@@ -149,36 +176,49 @@ class LocalBackend(Backend):
         self.tests_host: Path | None = None
         self.workdir = "/app"
         self.env: dict[str, str] = {}
+        self.roots: dict[str, Path] = {}  # top-level folders of the task's own (e.g. /protected)
         self._proc: subprocess.Popen[bytes] | None = None
         self._stream: _PipeStream | None = None
 
     # ------------------------------------------------------------------------------ interface
     def start(self, task: Task) -> None:
         self.close()
+        if task.multi_container:
+            others = ", ".join(name for name in task.services if name != "client")
+            raise TaskSetupError(
+                f"task {task.task_id!r} is a multi-container task (services: client, {others}); "
+                "the local backend runs single-container tasks only: use backend='docker'"
+            )
+        self.roots = {}
         self.uid = 57000 + (os.getpid() * 7 + next(_uids)) % 3000 if self.setpriv else None
         self.workspace = Path(tempfile.mkdtemp(prefix="r2v-tb-app-"))
         self.tests_host = Path(tempfile.mkdtemp(prefix="r2v-tb-tests-"))
         self.workdir, self.env = "/app", {}
-        runs = self._replay_files(task)
+        try:
+            runs = self._replay_files(task)
+        except DockerfileError as exc:
+            raise TaskSetupError(f"task {task.task_id!r}: {exc}") from None
         self._own(self.workspace)
+        for root in self.roots.values():
+            self._own(root)
         self._spawn()
-        for command in runs:
-            # Like Docker, every RUN starts afresh in the WORKDIR: a subshell keeps cd local.
-            result = self.exec(f"( cd {shlex.quote(self.workdir)} && {command}\n)", timeout=120)
+        for instruction, workdir in runs:
+            # Like Docker, every RUN starts afresh in its WORKDIR: a subshell keeps cd local.
+            script = instruction.run_script()
+            result = self.exec(f"( cd {shlex.quote(workdir)} && {script}\n)", timeout=600)
             if result.exit_code != 0:
                 raise TaskSetupError(
-                    f"task {task.task_id!r}: Dockerfile step RUN {command!r} failed "
+                    f"task {task.task_id!r}: {instruction.where} failed "
                     f"(exit {result.exit_code}): {result.output[-500:]}"
                 )
 
     def upload(self, source: Path, destination: str) -> None:
-        assert self.workspace is not None and self.tests_host is not None
-        for prefix, host in (("/tests", self.tests_host), ("/app", self.workspace)):
-            if destination == prefix or destination.startswith(prefix + "/"):
-                target = host / destination[len(prefix) :].lstrip("/")
-                break
-        else:
-            raise ValueError(f"the local backend uploads under /app or /tests, not {destination!r}")
+        target = self._host_path(destination)
+        if target is None:
+            raise ValueError(
+                "the local backend writes under /app, /tests or a top-level folder the host "
+                f"does not have, not {destination!r}"
+            )
         if source.is_dir():
             shutil.copytree(source, target, dirs_exist_ok=True)
         else:
@@ -192,42 +232,122 @@ class LocalBackend(Backend):
 
     def close(self) -> None:
         self.stop()
-        for folder in (self.workspace, self.tests_host):
+        for folder in (self.workspace, self.tests_host, *self.roots.values()):
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
         self.workspace = self.tests_host = None
+        self.roots = {}
 
     # ------------------------------------------------------------------------------ internals
-    def _replay_files(self, task: Task) -> list[str]:
-        """Apply WORKDIR / COPY / ADD / ENV to the workspace; return the RUN commands."""
+    def _host_path(self, inside: str) -> Path | None:
+        """Where a sandbox path lives on the host: under /app, /tests, or a writable top-level
+        folder of the task's own (made on first use); None for a path of the host's system."""
+        assert self.workspace is not None and self.tests_host is not None
+        parts = Path(os.path.normpath(inside)).parts
+        if len(parts) < 2 or parts[0] != "/":
+            return None
+        top, rest = parts[1], parts[2:]
+        if top in ("app", "tests"):
+            return (self.workspace if top == "app" else self.tests_host).joinpath(*rest)
+        if top not in self.roots:
+            if f"/{top}" in _HIDDEN or os.path.lexists(f"/{top}") and _has_entries(f"/{top}"):
+                return None
+            self.roots[top] = Path(tempfile.mkdtemp(prefix=f"r2v-tb-{top}-"))
+        return self.roots[top].joinpath(*rest)
+
+    def _replay_files(self, task: Task) -> list[tuple[Instruction, str]]:
+        """Apply WORKDIR / COPY / ADD / ENV to the sandbox's files; return the RUN steps (with
+        their WORKDIR) to run once the shell is up."""
         assert self.workspace is not None
-        runs: list[str] = []
-        for step in task.docker_steps():
-            if step.op == "WORKDIR":
-                self.workdir = step.args if step.args.startswith("/") else f"/app/{step.args}"
-            elif step.op in ("COPY", "ADD"):
-                parts = [p for p in shlex.split(step.args) if not p.startswith("--")]
-                *sources, dest = parts
-                if not dest.startswith("/"):
-                    dest = f"{self.workdir.rstrip('/')}/{dest}"
-                for src in sources:
-                    path = (task.path / src).resolve()
-                    if task.path.resolve() not in [path, *path.parents]:
-                        raise TaskSetupError(f"COPY source {src!r} leaves the task folder")
-                    self.upload(
-                        path,
-                        dest
-                        if not dest.endswith("/")
-                        else dest + (path.name if path.is_file() else ""),
+        runs: list[tuple[Instruction, str]] = []
+        for ins in task.docker_steps():
+            if ins.op == "WORKDIR":
+                self.workdir = os.path.normpath(os.path.join(self.workdir, ins.args.strip('"')))
+                if self._host_path(self.workdir) is None:
+                    raise TaskSetupError(
+                        f"task {task.task_id!r}: {ins.where}: the local backend cannot make "
+                        f"{self.workdir} (a folder of the host's system); use backend='docker'"
                     )
-            elif step.op == "ENV":
-                key, _, value = (
-                    step.args.partition("=") if "=" in step.args else step.args.partition(" ")
+                cast(Path, self._host_path(self.workdir)).mkdir(parents=True, exist_ok=True)
+            elif ins.op in ("COPY", "ADD"):
+                self._copy(task, ins)
+            elif ins.op == "ENV":
+                self.env.update(_env_pairs(ins))
+            elif ins.op == "RUN":
+                # Folders a RUN writes at the top level (mkdir /protected) must exist to be made.
+                for top in _ABSOLUTE.findall(ins.run_script()):
+                    if not os.path.lexists(f"/{top}"):
+                        self._host_path(f"/{top}")
+                runs.append((ins, self.workdir))
+            elif ins.op not in _METADATA_OPS:
+                raise TaskSetupError(
+                    f"task {task.task_id!r}: {ins.where}: the local backend cannot replay {ins.op}"
                 )
-                self.env[key.strip()] = value.strip().strip('"')
-            elif step.op == "RUN":
-                runs.append(step.args)
         return runs
+
+    def _copy(self, task: Task, ins: Instruction) -> None:
+        spec = ins.copy_spec()
+        if "from" in spec.flags:
+            raise TaskSetupError(
+                f"task {task.task_id!r}: {ins.where}: multi-stage COPY --from needs the docker "
+                "backend"
+            )
+        dest = os.path.normpath(os.path.join(self.workdir, spec.dest))
+        into_folder = spec.dest.endswith("/") or len(spec.sources) + len(spec.inline) > 1
+        context = (task.client.context or task.path).resolve()
+        files: list[Path] = []
+        for pattern in spec.sources:
+            if ins.op == "ADD" and re.match(r"[a-z]+://", pattern):
+                raise TaskSetupError(
+                    f"task {task.task_id!r}: {ins.where}: ADD from a URL needs the network"
+                )
+            matches = sorted(glob.glob(str(context / pattern))) if glob.has_magic(pattern) else []
+            paths = [Path(m) for m in matches] or [context / pattern]
+            for path in paths:
+                path = path.resolve()
+                if context not in [path, *path.parents]:
+                    raise TaskSetupError(
+                        f"task {task.task_id!r}: {ins.where}: source {pattern!r} leaves the "
+                        "build context"
+                    )
+                if not path.exists():
+                    raise TaskSetupError(
+                        f"task {task.task_id!r}: {ins.where}: no file matches {pattern!r}"
+                    )
+                files.append(path)
+        if len(files) > 1:
+            into_folder = True
+        written: list[Path] = []
+        for path in files:
+            target = f"{dest}/{path.name}" if into_folder and path.is_file() else dest
+            host = self._host_path(target)
+            if host is None:
+                raise TaskSetupError(
+                    f"task {task.task_id!r}: {ins.where}: the local backend writes only under "
+                    "/app or a top-level folder the host does not have (not "
+                    f"{target}); use backend='docker'"
+                )
+            if ins.op == "ADD" and path.is_file() and tarfile.is_tarfile(path):
+                host.mkdir(parents=True, exist_ok=True)
+                shutil.unpack_archive(path, host, format="tar")
+            else:
+                self.upload(path, target)
+            written.append(host)
+        for name, content in spec.inline.items():
+            host = self._host_path(f"{dest}/{name}" if into_folder else dest)
+            if host is None:
+                raise TaskSetupError(
+                    f"task {task.task_id!r}: {ins.where}: cannot write {dest} on the local backend"
+                )
+            host.parent.mkdir(parents=True, exist_ok=True)
+            host.write_text(content)
+            written.append(host)
+        if "chmod" in spec.flags:
+            mode = int(spec.flags["chmod"], 8)
+            for host in written:
+                for root, _, names in os.walk(host) if host.is_dir() else [("", [], [str(host)])]:
+                    for name in names:
+                        os.chmod(os.path.join(root, name), mode)
 
     def _own(self, path: Path) -> None:
         if self.uid is None:
@@ -246,6 +366,8 @@ class LocalBackend(Backend):
                 command.ro_bind(path)
         command.tmpfs("/root").tmpfs("/home")
         command.bind(self.workspace, "/app").ro_bind(self.tests_host, "/tests")
+        for top, host in sorted(self.roots.items()):
+            command.bind(host, f"/{top}")
         command.tmpfs("/tmp", perms="1777").dev().proc()
         # The interpreter and its venv (pytest for the tests), when a folder above replaced them
         # with an empty tmpfs (a home, or a checkout under /tmp): bound again on top, last.

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import pytest
 
 import r2v_envs  # noqa: F401
 from r2v_envs.terminalbench.backends.docker import rewrite_dockerfile
-from r2v_envs.terminalbench.backends.dockerd import (
-    docker_unavailable_reason,
-    ensure_base_image,
-    private_dockerd,
-)
+from r2v_envs.terminalbench.backends.dockerd import docker_unavailable_reason
 from r2v_envs.terminalbench.tasks import load_tasks
 
-REPO = Path(__file__).resolve().parents[3]
+from .conftest import play_expert
 
 pytestmark = [
     pytest.mark.docker,
@@ -38,14 +32,6 @@ SUBSET = [
     "fix-permissions",
     "fix-world-writable",
 ]
-
-
-@pytest.fixture(scope="module")
-def docker_host():
-    root = Path(os.environ.get("R2V_TEST_DOCKER_ROOT", REPO / ".cache" / "dockerd"))
-    with private_dockerd(root) as host:
-        ensure_base_image(host)
-        yield host
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +57,7 @@ def test_rewrite_dockerfile_points_at_the_local_base() -> None:
 @pytest.mark.parametrize("task_id", SUBSET)
 def test_oracle_solves_and_nothing_fails(env, task_id: str) -> None:
     assert task_id in load_tasks()
-    _, info = env.reset(options={"task_id": task_id})
-    done = False
-    while not done:
-        _, _, terminated, truncated, info = env.step(info["expert_action"])
-        done = terminated or truncated
+    info = play_expert(env, task_id)
     assert info["success"], info.get("tests_output", "")[-1500:]
     env.reset(options={"task_id": task_id})
     *_, info = env.step("submit")
