@@ -6,6 +6,10 @@ network (a private network namespace), its own PID namespace (every process dies
 episode), a throw-away workspace at ``/app`` and, at grading time, the tests at ``/tests``.
 When the host runs as root the shell runs as an unprivileged uid, so the process limit applies
 and host files stay read-only even through a writable mount.
+
+The task's Dockerfile is replayed (``WORKDIR``, ``ENV``, ``COPY``/``ADD``, ``RUN``); a ``RUN``
+that only installs apt/pip packages the host already has is skipped (see ``installs.py``), one
+that needs anything else runs offline as written and, if it fails, names its line.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from r2v_envs.terminalbench.backends.base import (
     TaskSetupError,
     kill_descendants,
 )
+from r2v_envs.terminalbench.backends.installs import already_satisfied
 from r2v_envs.terminalbench.dockerfile import DockerfileError, Instruction
 from r2v_envs.terminalbench.tasks import Task
 
@@ -177,6 +182,8 @@ class LocalBackend(Backend):
         self.workdir = "/app"
         self.env: dict[str, str] = {}
         self.roots: dict[str, Path] = {}  # top-level folders of the task's own (e.g. /protected)
+        #: RUN steps skipped because they only install packages the host has: (where, packages)
+        self.satisfied_installs: list[tuple[str, list[str]]] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._stream: _PipeStream | None = None
 
@@ -190,6 +197,7 @@ class LocalBackend(Backend):
                 "the local backend runs single-container tasks only: use backend='docker'"
             )
         self.roots = {}
+        self.satisfied_installs = []
         self.uid = 57000 + (os.getpid() * 7 + next(_uids)) % 3000 if self.setpriv else None
         self.workspace = Path(tempfile.mkdtemp(prefix="r2v-tb-app-"))
         self.tests_host = Path(tempfile.mkdtemp(prefix="r2v-tb-tests-"))
@@ -203,8 +211,12 @@ class LocalBackend(Backend):
             self._own(root)
         self._spawn()
         for instruction, workdir in runs:
-            # Like Docker, every RUN starts afresh in its WORKDIR: a subshell keeps cd local.
             script = instruction.run_script()
+            satisfied, packages = already_satisfied(script)
+            if satisfied:  # apt/pip installs of packages the host has: nothing left to do
+                self.satisfied_installs.append((instruction.where, packages))
+                continue
+            # Like Docker, every RUN starts afresh in its WORKDIR: a subshell keeps cd local.
             result = self.exec(f"( cd {shlex.quote(workdir)} && {script}\n)", timeout=600)
             if result.exit_code != 0:
                 raise TaskSetupError(

@@ -270,6 +270,10 @@ def test_task_timeouts_are_honoured(local_env) -> None:
         ("FROM x\nCOPY solution.sh /usr/bin/sol\n", "Dockerfile line 2 (COPY solution.sh"),
         ("FROM x\nCOPY nothing-*.txt /app/\n", "no file matches 'nothing-*.txt'"),
         ("FROM x\nCOPY --from=build /a /app/a\n", "COPY --from needs the docker backend"),
+        (
+            "FROM x\nRUN apt-get update && apt-get install -y r2v-no-such-package\n",
+            "Dockerfile line 2 (RUN apt-get update",
+        ),
     ],
 )
 def test_local_setup_errors_name_the_task_and_line(
@@ -285,3 +289,26 @@ def test_local_setup_errors_name_the_task_and_line(
     finally:
         env.close()
     assert "'my-task'" in str(excinfo.value) and fragment in str(excinfo.value)
+
+
+@needs_bwrap
+def test_local_skips_installs_of_what_the_host_has(tmp_path: Path) -> None:
+    task_dir = tmp_path / "installs"
+    shutil.copytree(TB_FORMAT / "stock-run-tests", task_dir)
+    (task_dir / "Dockerfile").write_text(
+        "FROM python:3.13\nWORKDIR /app\n"
+        "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-"
+        "recommends bash coreutils && rm -rf /var/lib/apt/lists/*\n"
+        "RUN pip install --no-cache-dir pytest\n"
+        "RUN echo built > /app/stamp\n"
+    )
+    env = gym.make("R2V/TerminalBench-v0", dataset_path=task_dir).unwrapped
+    try:
+        env.reset(options={"task_id": "installs"})
+        assert [packages for _, packages in env.backend.satisfied_installs] == [
+            ["bash", "coreutils"],
+            ["pytest"],
+        ]
+        assert env.step("cat /app/stamp")[0].strip() == "built"  # the other RUN ran
+    finally:
+        env.close()
