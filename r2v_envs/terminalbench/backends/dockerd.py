@@ -7,6 +7,7 @@ network set-up. The base image is built with ``scripts/build_tb_base_image.sh`` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ BASE_IMAGE_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "build_tb_
 
 @contextmanager
 def private_dockerd(root: Path) -> Iterator[str]:
+    root = Path(root).resolve()  # containerd's socket path must not be relative
     root.mkdir(parents=True, exist_ok=True)
     sock = root / "docker.sock"
     host = f"unix://{sock}"
@@ -61,11 +63,13 @@ def private_dockerd(root: Path) -> Iterator[str]:
             raise RuntimeError("dockerd did not come up within 60 s")
         yield host
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited already
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
 
