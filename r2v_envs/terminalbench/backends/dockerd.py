@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,9 +27,13 @@ BASE_IMAGE_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "build_tb_
 
 @contextmanager
 def private_dockerd(root: Path) -> Iterator[str]:
-    root = Path(root).resolve()  # containerd's socket path must not be relative
+    """Run a dockerd whose images live under ``root`` (kept between runs, a cache); yields its
+    ``unix://`` address. Its sockets and run state go to a short temporary folder: a unix socket
+    path has at most 107 bytes, and containerd's would not fit under a deep ``root``."""
+    root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    sock = root / "docker.sock"
+    run_dir = Path(tempfile.mkdtemp(prefix="r2v-dockerd-", dir="/tmp"))
+    sock = run_dir / "docker.sock"
     host = f"unix://{sock}"
     log = open(root / "dockerd.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
@@ -42,9 +47,9 @@ def private_dockerd(root: Path) -> Iterator[str]:
             "--data-root",
             str(root / "data"),
             "--exec-root",
-            str(root / "exec"),
+            str(run_dir / "exec"),
             "--pidfile",
-            str(root / "docker.pid"),
+            str(run_dir / "docker.pid"),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -72,6 +77,22 @@ def private_dockerd(root: Path) -> Iterator[str]:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+        _unmount_below(root)
+        _unmount_below(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _unmount_below(root: Path) -> None:
+    """Lazily unmount what dockerd left mounted under ``root`` (its netns file, its data root's
+    bind mount): otherwise the folder cannot be removed and the host keeps the mounts."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return
+    prefix = str(root) + "/"
+    points = [line.split()[1] for line in mounts if len(line.split()) > 1]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 def ensure_base_image(host: str, tag: str = "r2v-tb-base:latest") -> None:

@@ -16,7 +16,7 @@ from docker.models.containers import ContainerCollection
 import r2v_envs  # noqa: F401
 from r2v_envs.terminalbench.backends.base import TaskSetupError
 from r2v_envs.terminalbench.backends.docker import LABEL, DockerBackend
-from r2v_envs.terminalbench.backends.dockerd import docker_unavailable_reason
+from r2v_envs.terminalbench.backends.dockerd import docker_unavailable_reason, private_dockerd
 from r2v_envs.terminalbench.tasks import load_task
 
 from .conftest import TB_FORMAT, play_expert
@@ -172,3 +172,12 @@ def test_an_interrupted_start_leaves_nothing(docker_host, daemon, monkeypatch) -
     assert calls == ["network", "api", "client"]
     (session,) = sessions
     assert [c for c in survivors if c.labels[LABEL] == session] == []
+
+
+def test_a_private_dockerd_leaves_no_mounts_behind(tmp_path: Path) -> None:
+    root = tmp_path / "dockerd"
+    with private_dockerd(root) as host:
+        assert docker.DockerClient(base_url=host).ping()
+    mounts = Path("/proc/self/mounts").read_text()
+    assert str(root) not in mounts  # dockerd's netns file and the like are unmounted
+    shutil.rmtree(root)  # so the folder can go
