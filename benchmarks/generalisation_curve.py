@@ -42,28 +42,35 @@ def point_config(
     epochs: int,
     perturbation_seeds: int,
     run_root: Path,
+    k: int | None = None,
 ) -> PipelineConfig:
-    """The base config with N training games and the curve's fixed BC budget."""
+    """The base config with N training games and the curve's fixed BC budget (and, if given,
+    K samples a step instead of the base config's)."""
     kwargs = {**base.env.kwargs, "show_commands": commands}
     env = dataclasses.replace(
         base.env, train_tasks=games, kwargs=kwargs, perturbation_seeds=perturbation_seeds
     )
     bc = dataclasses.replace(base.bc, max_examples=examples, epochs=epochs)
-    out = run_root / f"{base.name}-{setting_tag(commands, examples, epochs)}" / f"games-{games}"
-    return dataclasses.replace(base, env=env, bc=bc, output_dir=str(out.resolve()))
+    policy = base.policy if k is None else dataclasses.replace(base.policy, k=k)
+    tag = setting_tag(commands, examples, epochs, k if k != base.policy.k else None)
+    out = run_root / f"{base.name}-{tag}" / f"games-{games}"
+    return dataclasses.replace(base, env=env, bc=bc, policy=policy, output_dir=str(out.resolve()))
 
 
 #: The curve's BC budget; a point trained on another budget says so in its label.
 DEFAULT_EXAMPLES, DEFAULT_EPOCHS = 640, 1
 
 
-def setting_tag(commands: bool, examples: int, epochs: int) -> str:
-    """``commands`` / ``plain``, plus ``+{N}ex`` / ``x{E}ep`` for a non-default BC budget."""
+def setting_tag(commands: bool, examples: int, epochs: int, k: int | None = None) -> str:
+    """``commands`` / ``plain``, plus ``+{N}ex`` / ``x{E}ep`` for a non-default BC budget and
+    ``+K{k}`` for a non-default number of samples a step."""
     tag = "commands" if commands else "plain"
     if examples != DEFAULT_EXAMPLES:
         tag += f"+{examples}ex"
     if epochs != DEFAULT_EPOCHS:
         tag += f"x{epochs}ep"
+    if k is not None:
+        tag += f"+K{k}"
     return tag
 
 
@@ -247,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         "--epochs", type=int, default=DEFAULT_EPOCHS, help="BC epochs at every point"
     )
     parser.add_argument(
+        "--k", type=int, default=None, help="samples a step (default: the config's policy.k)"
+    )
+    parser.add_argument(
         "--perturbation-seeds", type=int, default=2, help="perturbed replays per training game"
     )
     parser.add_argument("--heldout", type=int, default=20, help="held-out games")
@@ -281,8 +291,10 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs,
             perturbation_seeds=args.perturbation_seeds,
             run_root=Path(args.run_root),
+            k=args.k,
         )
-        label = f"{setting_tag(args.commands == 'on', args.examples, args.epochs)}/games-{n}"
+        k = args.k if args.k != base.policy.k else None
+        label = f"{setting_tag(args.commands == 'on', args.examples, args.epochs, k)}/games-{n}"
         print(f"== {label}: collect + BC in {config.run_dir}")
         bc_stats[label] = train_point(config)
         if not args.train_only:
