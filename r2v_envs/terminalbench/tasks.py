@@ -71,6 +71,8 @@ class TestsPlan:
     """How a task's tests are run: its ``run-tests.sh``, or (when that needs the internet or
     a script the task does not ship) the sandbox's own ``python3 -m pytest /tests``."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     runner: str  #: "run-tests.sh" or "sandbox-pytest"
     reason: str | None = None  #: why the sandbox's pytest stands in
 

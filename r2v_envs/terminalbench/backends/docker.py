@@ -41,6 +41,7 @@ from r2v_envs.terminalbench.backends.base import (
 )
 from r2v_envs.terminalbench.compose import CLIENT, Service
 from r2v_envs.terminalbench.dockerfile import (
+    DockerfileError,
     Instruction,
     parse_dockerfile,
     render_for_classic_builder,
@@ -284,12 +285,19 @@ class DockerBackend(Backend):
     def _build(self, task: Task, service: Service) -> str:
         """Build (or reuse) a service's image; the tag hashes its build context and base image."""
         assert service.context is not None and service.dockerfile_path is not None
-        instructions = parse_dockerfile(service.dockerfile_path.read_text())
-        # Terminal-Bench copies the tests in only after the agent has finished, and the
-        # solution is not the agent's to read -- unless the Dockerfile copies them itself.
-        sources = " ".join(
-            " ".join(ins.copy_spec().sources) for ins in instructions if ins.op in ("COPY", "ADD")
-        )
+        try:
+            instructions = parse_dockerfile(service.dockerfile_path.read_text())
+            # Terminal-Bench copies the tests in only after the agent has finished, and the
+            # solution is not the agent's to read -- unless the Dockerfile copies them itself.
+            sources = " ".join(
+                " ".join(ins.copy_spec().sources)
+                for ins in instructions
+                if ins.op in ("COPY", "ADD")
+            )
+        except DockerfileError as exc:
+            raise TaskSetupError(
+                f"task {task.task_id!r}: service {service.name!r}: {exc}"
+            ) from None
         hidden = [
             name
             for name in ("tests", "solution.sh", "solution.yaml")
