@@ -108,7 +108,9 @@ def test_transformers_backend_reports_the_top_n_entropy() -> None:
     start = ids.shape[1] - len(c.token_ids) - 1
     for j, h in enumerate(c.token_entropies):
         values = logp[start + j].topk(5).values
-        assert h == pytest.approx(float(-(values.exp() * values).sum()), abs=1e-5)
+        # Generation runs with a KV cache, this check in one pass: float32 rounding differs by a
+        # few 1e-5 (seen: 4.2e-5 on 0.145); top-5 vs full entropy differ by far more.
+        assert h == pytest.approx(float(-(values.exp() * values).sum()), abs=2e-4)
         assert h <= a.candidates[0].token_entropies[j] + 1e-6
 
 
