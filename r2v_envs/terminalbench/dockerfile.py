@@ -11,11 +11,10 @@ and no ``COPY --chmod``.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from dataclasses import dataclass, field
 
-from r2v_envs.terminalbench.solution import heredoc_openers
+from r2v_envs.terminalbench.solution import HEREDOC_OPENER, heredoc_openers
 
 __all__ = [
     "Instruction",
@@ -26,8 +25,6 @@ __all__ = [
     "Rendered",
 ]
 
-# A here-document opener: <<EOF, <<-EOF, <<"EOF", <<'EOF' (not the <<< here-string).
-_HEREDOC = re.compile(r"(?<!<)<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 _HEREDOC_OPS = ("RUN", "COPY", "ADD")
 
 
@@ -59,7 +56,7 @@ class Instruction:
         _, rest = _split_flags(self.args)
         if rest.lstrip().startswith("["):
             return shlex.join(_json_list(rest, self))
-        if self.heredocs and _HEREDOC.match(rest.strip()):
+        if self.heredocs and HEREDOC_OPENER.match(rest.strip()):
             # RUN <<EOF ... EOF: the body is the script.
             return "\n".join(doc.body for doc in self.heredocs)
         script = rest
@@ -86,7 +83,7 @@ class Instruction:
         files: list[str] = []
         docs = {doc.delimiter: doc for doc in self.heredocs}
         for src in sources:
-            opener = _HEREDOC.fullmatch(src)
+            opener = HEREDOC_OPENER.fullmatch(src)
             if opener and opener.group(3) in docs:
                 inline[opener.group(3)] = docs[opener.group(3)].body
             else:

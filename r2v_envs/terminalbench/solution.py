@@ -30,10 +30,11 @@ __all__ = [
     "split_commands",
     "load_solution_yaml",
     "heredoc_openers",
+    "HEREDOC_OPENER",
 ]
 
 # A here-document opener in a shell line (not the <<< here-string).
-_HEREDOC = re.compile(r"(?<!<)<<(-?)\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
+HEREDOC_OPENER = re.compile(r"(?<!<)<<(-?)\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 # Anything that can leave a line unfinished: quotes, brackets, backslashes, compound keywords.
 _MAYBE_OPEN = re.compile(
     r"['\"`\\(){}]|<<|\b(if|then|else|elif|fi|for|while|until|do|done|case|esac|select|function)\b"
@@ -91,7 +92,9 @@ def _unquoted(line: str) -> list[bool]:
 def heredoc_openers(line: str) -> list[tuple[bool, str]]:
     """The here-documents ``line`` opens, as (strip leading tabs, delimiter), in order."""
     free = _unquoted(line)
-    return [(m.group(1) == "-", m.group(3)) for m in _HEREDOC.finditer(line) if free[m.start()]]
+    return [
+        (m.group(1) == "-", m.group(3)) for m in HEREDOC_OPENER.finditer(line) if free[m.start()]
+    ]
 
 
 def split_commands(script: str) -> list[str]:

@@ -28,7 +28,6 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import cast
 
 from r2v_envs.errors import MissingDependencyError
 from r2v_envs.sandbox import BwrapCommand, apply_limits
@@ -275,12 +274,13 @@ class LocalBackend(Backend):
         for ins in task.docker_steps():
             if ins.op == "WORKDIR":
                 self.workdir = os.path.normpath(os.path.join(self.workdir, ins.args.strip('"')))
-                if self._host_path(self.workdir) is None:
+                folder = self._host_path(self.workdir)
+                if folder is None:
                     raise TaskSetupError(
                         f"task {task.task_id!r}: {ins.where}: the local backend cannot make "
                         f"{self.workdir} (a folder of the host's system); use backend='docker'"
                     )
-                cast(Path, self._host_path(self.workdir)).mkdir(parents=True, exist_ok=True)
+                folder.mkdir(parents=True, exist_ok=True)
             elif ins.op in ("COPY", "ADD"):
                 self._copy(task, ins)
             elif ins.op == "ENV":
