@@ -43,16 +43,23 @@ def point_config(
     perturbation_seeds: int,
     run_root: Path,
     k: int | None = None,
+    action_log: bool = False,
+    dagger: int = 0,
 ) -> PipelineConfig:
     """The base config with N training games and the curve's fixed BC budget (and, if given,
-    K samples a step instead of the base config's)."""
+    K samples a step instead of the base config's, the prompt's action log and DAgger rounds
+    after BC, each of the same budget)."""
     kwargs = {**base.env.kwargs, "show_commands": commands}
     env = dataclasses.replace(
         base.env, train_tasks=games, kwargs=kwargs, perturbation_seeds=perturbation_seeds
     )
-    bc = dataclasses.replace(base.bc, max_examples=examples, epochs=epochs)
-    policy = base.policy if k is None else dataclasses.replace(base.policy, k=k)
-    tag = setting_tag(commands, examples, epochs, k if k != base.policy.k else None)
+    bc = dataclasses.replace(base.bc, max_examples=examples, epochs=epochs, dagger_rounds=dagger)
+    policy = dataclasses.replace(
+        base.policy, k=base.policy.k if k is None else k, action_log=action_log
+    )
+    tag = setting_tag(
+        commands, examples, epochs, k if k != base.policy.k else None, action_log, dagger
+    )
     out = run_root / f"{base.name}-{tag}" / f"games-{games}"
     return dataclasses.replace(base, env=env, bc=bc, policy=policy, output_dir=str(out.resolve()))
 
@@ -61,10 +68,22 @@ def point_config(
 DEFAULT_EXAMPLES, DEFAULT_EPOCHS = 640, 1
 
 
-def setting_tag(commands: bool, examples: int, epochs: int, k: int | None = None) -> str:
-    """``commands`` / ``plain``, plus ``+{N}ex`` / ``x{E}ep`` for a non-default BC budget and
-    ``+K{k}`` for a non-default number of samples a step."""
+def setting_tag(
+    commands: bool,
+    examples: int,
+    epochs: int,
+    k: int | None = None,
+    action_log: bool = False,
+    dagger: int = 0,
+) -> str:
+    """``commands`` / ``plain``, plus ``+log`` when the prompt names the earlier actions,
+    ``+dagger{R}`` for R DAgger rounds, ``+{N}ex`` / ``x{E}ep`` for a non-default BC budget
+    and ``+K{k}`` for a non-default number of samples a step."""
     tag = "commands" if commands else "plain"
+    if action_log:
+        tag += "+log"
+    if dagger:
+        tag += f"+dagger{dagger}"
     if examples != DEFAULT_EXAMPLES:
         tag += f"+{examples}ex"
     if epochs != DEFAULT_EPOCHS:
@@ -82,34 +101,10 @@ def train_point(config: PipelineConfig) -> dict[str, Any]:
 
 
 def slm_actor(config: PipelineConfig, seed: int) -> Any:
-    """The BC policy alone: K candidates, the rule verifier picks, the router never escalates."""
-    from r2v_agent.agent import RoutedAgent
-    from r2v_agent.policy.build import build_policy
-    from r2v_agent.policy.models import load_model_and_tokenizer
-    from r2v_agent.policy.prompts import format_for
-    from r2v_agent.router.baselines import NeverEscalate
+    """The BC policy alone on llama.cpp: K candidates, the rule verifier picks, no escalation."""
+    from r2v_agent.training.components import solo_agent
 
-    source = config.run_dir / "bc" / "policy"
-    model, tokenizer = load_model_and_tokenizer(str(source), seed=seed)
-    policy = build_policy(
-        "llamacpp",
-        model,
-        tokenizer,
-        source=source,
-        k=config.policy.k,
-        temperature=config.policy.temperature,
-        seed=seed,
-        keep_base=False,
-    )
-    return RoutedAgent(
-        policy,
-        NeverEscalate(),
-        None,
-        threshold=1.0,
-        family=format_for(config.env.id).family,
-        max_steps=config.env.max_steps,
-        history_chars=config.policy.history_chars,
-    )
+    return solo_agent(config, config.run_dir / "bc" / "policy", backend="llamacpp", seed=seed)
 
 
 def evaluate_point(
@@ -257,6 +252,15 @@ def main(argv: list[str] | None = None) -> int:
         "--k", type=int, default=None, help="samples a step (default: the config's policy.k)"
     )
     parser.add_argument(
+        "--action-log",
+        choices=("on", "off"),
+        default="off",
+        help="name the actions of the steps the history budget drops (policy.action_log)",
+    )
+    parser.add_argument(
+        "--dagger", type=int, default=0, help="DAgger rounds after BC (bc.dagger_rounds)"
+    )
+    parser.add_argument(
         "--perturbation-seeds", type=int, default=2, help="perturbed replays per training game"
     )
     parser.add_argument("--heldout", type=int, default=20, help="held-out games")
@@ -292,9 +296,19 @@ def main(argv: list[str] | None = None) -> int:
             perturbation_seeds=args.perturbation_seeds,
             run_root=Path(args.run_root),
             k=args.k,
+            action_log=args.action_log == "on",
+            dagger=args.dagger,
         )
         k = args.k if args.k != base.policy.k else None
-        label = f"{setting_tag(args.commands == 'on', args.examples, args.epochs, k)}/games-{n}"
+        tag = setting_tag(
+            args.commands == "on",
+            args.examples,
+            args.epochs,
+            k,
+            args.action_log == "on",
+            args.dagger,
+        )
+        label = f"{tag}/games-{n}"
         print(f"== {label}: collect + BC in {config.run_dir}")
         bc_stats[label] = train_point(config)
         if not args.train_only:

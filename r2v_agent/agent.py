@@ -135,6 +135,8 @@ class RoutedAgent:
         max_steps: episode length used for the ``step_frac`` feature when ``info`` has none.
         verifier: scores candidates; ``None`` uses the per-family :class:`RuleVerifier`.
         history_chars: character budget of the prompt's history (``None``: the format's own).
+        action_log: name the actions of the steps the history budget drops in the prompt
+            (:attr:`PromptFormat.action_log`); an agent is trained with one setting and keeps it.
         router_note: why this router is used, when it is a stand-in (recorded in every
             decision); presets set it, since they have no trained router.
     """
@@ -151,6 +153,7 @@ class RoutedAgent:
         policy_source: str | None = None,
         verifier: RuleVerifier | LearnedVerifier | None = None,
         history_chars: int | None = None,
+        action_log: bool = False,
         router_note: str | None = None,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
@@ -166,6 +169,7 @@ class RoutedAgent:
         self.policy_source = policy_source
         self.verifier = verifier
         self.history_chars = history_chars
+        self.action_log = bool(action_log)
         self.router_note = router_note
         self.stats = AgentStats()
         self.last_decision: Decision | None = None
@@ -189,10 +193,12 @@ class RoutedAgent:
         self._turns.append(Turn(observation, action))
 
     def format_of(self, family: str) -> PromptFormat:
-        """The prompt format of ``family`` with this agent's history budget."""
+        """The prompt format of ``family`` with this agent's history budget and action log."""
         fmt: PromptFormat = FORMATS[family]
         if self.history_chars is not None:
             fmt = dataclasses.replace(fmt, max_chars=self.history_chars)
+        if self.action_log:
+            fmt = dataclasses.replace(fmt, action_log=True)
         return fmt
 
     @staticmethod
@@ -379,6 +385,7 @@ class RoutedAgent:
             "router_note": self.router_note,
             "verifier": verifier_spec,
             "history_chars": self.history_chars,
+            "action_log": self.action_log,
             "teacher": self.teacher.spec() if self.teacher else None,
             "threshold": self.threshold,
             "family": self.family,
@@ -509,6 +516,7 @@ class RoutedAgent:
             policy_source=spec.get("preset"),
             verifier=verifier,
             history_chars=config["history_chars"],
+            action_log=config["action_log"],
             router_note=config["router_note"],
         )
 
@@ -592,6 +600,8 @@ def read_agent_config(path: Path) -> dict[str, Any]:
         lambda v: v is None or (is_int(v) and v > 0),
         "a positive integer or null",
     )
+    config.setdefault("action_log", False)  # agents saved before the setting existed
+    need(config, "action_log", "action_log", lambda v: isinstance(v, bool), "true or false")
     return config
 
 

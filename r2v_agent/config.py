@@ -67,6 +67,11 @@ class PolicyConfig:
     temperature: float = _doc("Sampling temperature.", 1.0)
     quantize: str | None = _doc("'int8' for CPU inference, or null for full precision.", None)
     history_chars: int = _doc("Character budget of the prompt's observation history.", 1200)
+    action_log: bool = _doc(
+        "Name the actions of the steps the history budget drops, in one line of the prompt "
+        "(a stated prompt setting: the agent sees what it has done, not only the last steps).",
+        False,
+    )
     entropy_top_k: int | None = _doc(
         "Entropy features over the N most likely tokens (what top-N servers -- the vllm and "
         "openai backends -- can compute); null: over the whole vocabulary (transformers and "
@@ -93,6 +98,19 @@ class BCConfig:
     max_tokens: int = _doc("Token cap of prompt + action (prompt cut from the left).", 384)
     train_layers: int | None = _doc(
         "Train only the top N decoder blocks (+ final norm); null trains every weight.", None
+    )
+    dagger_rounds: int = _doc(
+        "DAgger rounds after BC: the policy plays the training games alone, the env's expert "
+        "labels every state it reaches, and BC trains again on all examples (0: plain BC).",
+        0,
+    )
+    dagger_tasks: int | None = _doc(
+        "Training games a DAgger round plays (random subset, x the perturbation seeds); null: all.",
+        None,
+    )
+    dagger_backend: str = _doc(
+        "SLM backend that plays the DAgger rounds ('llamacpp' is the fastest on CPU).",
+        "llamacpp",
     )
 
 
@@ -272,6 +290,19 @@ class PipelineConfig:
             self.policy.quantize,
             "must be null or 'int8'",
         )
+        need(self.bc.dagger_rounds >= 0, "bc.dagger_rounds", self.bc.dagger_rounds, "must be >= 0")
+        need(
+            self.bc.dagger_tasks is None or self.bc.dagger_tasks >= 1,
+            "bc.dagger_tasks",
+            self.bc.dagger_tasks,
+            "must be null or >= 1",
+        )
+        need(
+            self.bc.dagger_backend in ("transformers", "llamacpp"),
+            "bc.dagger_backend",
+            self.bc.dagger_backend,
+            "must be 'transformers' or 'llamacpp' (the backends built from the weights in hand)",
+        )
         need(
             0.0 <= self.router.mixed_escalation_rate < 1.0,
             "router.mixed_escalation_rate",
@@ -355,17 +386,26 @@ class PipelineConfig:
     def section(self, name: str) -> dict[str, Any]:
         return dataclasses.asdict(getattr(self, name))
 
+    def _hashed_section(self, name: str) -> dict[str, Any]:
+        # Fields added after runs were committed count only when set, so those runs keep
+        # their stage hashes (and stay resumable) while the field is at its old behaviour.
+        section = self.section(name)
+        for key, old in _HASHED_ONLY_WHEN_SET.get(name, {}).items():
+            if section.get(key) == old:
+                section.pop(key)
+        return section
+
     def stage_hash(self, stage: str) -> str:
         """Hash of everything that decides this stage's outputs (its section and upstream)."""
         parts: dict[str, Any] = {
             "seed": self.seed,
-            "env": self.section("env"),
-            "policy": self.section("policy"),
+            "env": self._hashed_section("env"),
+            "policy": self._hashed_section("policy"),
         }
         for name in STAGES[: STAGES.index(stage) + 1]:
             key = _SECTION_OF[name]
             if key:
-                parts[key] = self.section(key)
+                parts[key] = self._hashed_section(key)
         blob = json.dumps(parts, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -377,6 +417,12 @@ class PipelineConfig:
 
 #: Stage order; each depends on the ones before it.
 STAGES: tuple[str, ...] = ("collect", "bc", "verifier", "dpo", "router", "report")
+#: section -> {field: its value that does what the code did before the field existed}.
+_HASHED_ONLY_WHEN_SET: dict[str, dict[str, Any]] = {
+    "policy": {"entropy_top_k": None, "action_log": False},
+    "router": {"fresh_tasks": False, "mixed_escalation_rate": 0.0, "features": None},
+    "bc": {"dagger_rounds": 0, "dagger_tasks": None, "dagger_backend": "llamacpp"},
+}
 _SECTION_OF = {
     "collect": "collect",
     "bc": "bc",

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from r2v_agent.errors import ConfigError
@@ -176,7 +177,7 @@ def run_job(job: Job, settings: EvalSettings, random_rate: float | None = None) 
         env_kwargs=settings.env_kwargs,
         split=settings.split,
         max_steps=settings.max_steps,
-        seed=settings.seed + job.task,
+        seed=actor_seed(settings.seed, job),
         ppo_path=Path(settings.ppo_path) if settings.ppo_path else None,
         random_rate=random_rate,
     )
@@ -194,6 +195,13 @@ def run_job(job: Job, settings: EvalSettings, random_rate: float | None = None) 
             "env_kwargs": settings.env_kwargs,
         },
     )
+
+
+def actor_seed(seed: int, job: Job) -> int:
+    """The seed of a job's own randomness (the random router's draws): one stream per
+    (run seed, task, perturbation seed), so the perturbed replays of a task do not share draws."""
+    z = 0 if job.perturbation_seed is None else job.perturbation_seed + 1
+    return int(np.random.SeedSequence([seed, job.task, z]).generate_state(1)[0])
 
 
 def play_job(

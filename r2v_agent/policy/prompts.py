@@ -39,6 +39,9 @@ class PromptFormat:
         max_chars: character budget of the rendered history (oldest turns drop first; the
             first observation, which states the task, is always kept).
         max_new_tokens: generation limit of one action.
+        action_log: name, in one line before the first kept step, the actions of the steps
+            the window drops, so an agent whose budget holds one or two observations still
+            knows what it has done (the line is not counted in ``max_chars``).
     """
 
     family: str
@@ -46,10 +49,17 @@ class PromptFormat:
     multiline_actions: bool = False
     max_chars: int = 2400
     max_new_tokens: int = 16
+    action_log: bool = False
 
     def messages(self, turns: list[Turn]) -> list[dict[str, str]]:
         """Chat messages for the current step (the last turn has no action yet)."""
         kept = self._window(turns)
+        if self.action_log and len(kept) > 1:
+            dropped = turns[1 : len(turns) - len(kept) + 1]
+            log = [_one_line(t.action) for t in dropped if t.action is not None]
+            if log:
+                note = f"(Your actions since the first step: {'; '.join(log)})"
+                kept[1] = Turn(f"{note}\n\n{kept[1].observation}", kept[1].action)
         messages = [{"role": "system", "content": self.system}]
         for turn in kept:
             messages.append({"role": "user", "content": turn.observation})
@@ -95,6 +105,12 @@ class PromptFormat:
             kept.append(turn)
             budget -= size
         return [first, *reversed(kept)]
+
+
+def _one_line(action: str, limit: int = 80) -> str:
+    """An action as the log shows it: its first line, at most ``limit`` characters."""
+    line = action.strip().splitlines()[0] if action.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 FORMATS: dict[str, PromptFormat] = {

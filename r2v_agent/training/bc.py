@@ -35,10 +35,15 @@ def action_ids(tokenizer: Any, action: str) -> list[int]:
     return [*ids, int(tokenizer.eos_token_id)]
 
 
-def build_examples(views: list[StepView], tokenizer: Any, *, max_tokens: int) -> list[Example]:
+def build_examples(
+    views: list[StepView], tokenizer: Any, *, max_tokens: int, label: str = "action"
+) -> list[Example]:
+    """(prompt, action) token examples; ``label`` names the step field the policy must
+    produce: the action taken (the teacher's, in collected episodes) or, for DAgger rounds,
+    ``expert_action`` at a state the policy reached itself. Steps without one are skipped."""
     examples = []
     for view in views:
-        action = view.step["action"].strip()
+        action = (view.step.get(label) or "").strip()
         if not action:
             continue
         prompt = tokenizer(chat_prompt(tokenizer, view.messages), add_special_tokens=False)[
@@ -177,4 +182,8 @@ def run(config: PipelineConfig, out: Path) -> dict[str, Any]:
     examples = build_examples(views, tokenizer, max_tokens=config.bc.max_tokens)
     model, stats = train_bc(model, tokenizer, examples, config.bc, seed=config.seed)
     save_policy(model, tokenizer, out / "policy")
+    if config.bc.dagger_rounds:
+        from r2v_agent.training.dagger import run_rounds
+
+        model, stats["dagger"] = run_rounds(config, model, tokenizer, examples, out)
     return stats

@@ -5,12 +5,23 @@ saved agent, built here from a run folder that has no saved agent yet)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from r2v_agent.config import PipelineConfig
 from r2v_agent.trajectories import read_episodes
 
-__all__ = ["load_model", "family", "prompt_format_of", "episodes", "sampler", "verifier", "agent"]
+__all__ = [
+    "load_model",
+    "family",
+    "prompt_format_of",
+    "episodes",
+    "sampler",
+    "verifier",
+    "agent",
+    "solo_agent",
+    "play_training_games",
+]
 
 
 def load_model(source: str, seed: int) -> tuple[Any, Any]:
@@ -28,7 +39,7 @@ def family(config: PipelineConfig) -> str:
 def prompt_format_of(config: PipelineConfig) -> Any:
     from r2v_agent.training.datasets import prompt_format
 
-    return prompt_format(config.env.id, config.policy.history_chars)
+    return prompt_format(config.env.id, config.policy.history_chars, config.policy.action_log)
 
 
 def episodes(config: PipelineConfig) -> list[dict[str, Any]]:
@@ -78,4 +89,57 @@ def agent(
         policy_source=source,
         verifier=verifier(config),
         history_chars=config.policy.history_chars,
+        action_log=config.policy.action_log,
+    )
+
+
+def solo_agent(config: PipelineConfig, source: str | Path, *, backend: str, seed: int) -> Any:
+    """The policy in ``source`` alone, as an SLM-only evaluation plays it: K samples a step on
+    ``backend``, the rule verifier picks, the router never escalates."""
+    from r2v_agent.agent import RoutedAgent
+    from r2v_agent.policy.build import build_policy
+    from r2v_agent.router.baselines import NeverEscalate
+
+    model, tokenizer = load_model(str(source), seed)
+    policy = build_policy(
+        backend,
+        model,
+        tokenizer,
+        source=source,
+        k=config.policy.k,
+        temperature=config.policy.temperature,
+        seed=seed,
+        quantize=config.policy.quantize if backend == "transformers" else None,
+        keep_base=False,
+        entropy_top_k=config.policy.entropy_top_k,
+    )
+    return RoutedAgent(
+        policy,
+        NeverEscalate(),
+        None,
+        threshold=1.0,
+        family=family(config),
+        max_steps=config.env.max_steps,
+        history_chars=config.policy.history_chars,
+        action_log=config.policy.action_log,
+    )
+
+
+def play_training_games(
+    config: PipelineConfig, agent: Any, tasks: list[int], *, agent_name: str, desc: str
+) -> list[dict[str, Any]]:
+    """Episodes of ``agent`` on training ``tasks`` x the training perturbation seeds 1..N."""
+    from r2v_agent.rollout import play_tasks
+
+    return play_tasks(
+        agent,
+        env_id=config.env.id,
+        env_kwargs=config.env.kwargs,
+        split="train",
+        tasks=tasks,
+        perturbation=config.env.perturbation,
+        perturbation_seeds=list(range(1, config.env.perturbation_seeds + 1)),
+        max_steps=config.env.max_steps,
+        agent_name=agent_name,
+        desc=desc,
     )

@@ -30,8 +30,8 @@ class StepView:
         return self.episode["env_seed"], self.step.get("state_index")
 
 
-def prompt_format(env_id: str, history_chars: int) -> PromptFormat:
-    return dataclasses.replace(format_for(env_id), max_chars=history_chars)
+def prompt_format(env_id: str, history_chars: int, action_log: bool = False) -> PromptFormat:
+    return dataclasses.replace(format_for(env_id), max_chars=history_chars, action_log=action_log)
 
 
 def step_views(episodes: list[dict[str, Any]], fmt: PromptFormat) -> Iterator[StepView]:

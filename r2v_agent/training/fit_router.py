@@ -277,7 +277,6 @@ def counterfactual_runner(
 
 def run(config: PipelineConfig, out: Path) -> dict[str, Any]:
     from r2v_agent.groundtruth import LABELS_FILE, save_step_labels, step_labels
-    from r2v_agent.rollout import play_tasks
     from r2v_agent.router.baselines import NeverEscalate
     from r2v_agent.teacher.oracle import OracleTeacher
     from r2v_agent.training.fit_router import fit_router
@@ -290,21 +289,9 @@ def run(config: PipelineConfig, out: Path) -> dict[str, Any]:
     else:
         n = min(config.router.tasks or config.env.train_tasks, config.env.train_tasks)
         tasks = list(range(n))
-    seeds: list[int | None] = list(range(1, config.env.perturbation_seeds + 1))
 
     def play(name: str, desc: str) -> list[dict[str, Any]]:
-        return play_tasks(
-            agent,
-            env_id=config.env.id,
-            env_kwargs=config.env.kwargs,
-            split="train",
-            tasks=tasks,
-            perturbation=config.env.perturbation,
-            perturbation_seeds=seeds,
-            max_steps=config.env.max_steps,
-            agent_name=name,
-            desc=desc,
-        )
+        return components.play_training_games(config, agent, tasks, agent_name=name, desc=desc)
 
     episodes = play("slm", "router: SLM rollouts")
     rate = config.router.mixed_escalation_rate

@@ -196,6 +196,7 @@ _BROKEN_CONFIGS = [
     ),
     ("bad family", lambda c: c.update(family="chess"), "family must be one of"),
     ("bad max_steps", lambda c: c.update(max_steps=0), "max_steps must be an integer >= 1"),
+    ("bad action_log", lambda c: c.update(action_log="yes"), "action_log must be true or false"),
     ("policy folder gone", lambda c: c["policy"].update(path="nowhere"), "policy.path 'nowhere'"),
 ]
 

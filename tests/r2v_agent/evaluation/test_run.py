@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from r2v_agent.errors import ConfigError
@@ -295,3 +296,19 @@ def test_relative_to_results(tmp_path: Path) -> None:
     results = tmp_path / "benchmarks" / "results" / "x" / "episodes.jsonl"
     assert relative_to_results(agent, results) == "../../../runs/x/agent"
     assert relative_to_results("smollm2-135m", results) == "smollm2-135m"  # a preset name
+
+
+def test_each_perturbed_replay_of_a_task_gets_its_own_random_stream() -> None:
+    from r2v_agent.evaluation.run import Job, actor_seed
+    from r2v_agent.router.baselines import RandomRouter
+
+    jobs = [Job("random@match", task, z) for task in (0, 1) for z in (None, 100, 101)]
+    seeds = [actor_seed(0, job) for job in jobs]
+    assert len(set(seeds)) == len(jobs)  # was seed + task: both replays of a task drew alike
+    assert seeds == [actor_seed(0, job) for job in jobs]  # and it is reproducible
+    assert actor_seed(1, jobs[0]) != seeds[0]
+    features = np.zeros((40, 15), dtype=np.float32)
+    a, b = (
+        RandomRouter(0.5, seed=actor_seed(0, Job("random", 0, z)))(features) for z in (100, 101)
+    )
+    assert not np.array_equal(a, b)
