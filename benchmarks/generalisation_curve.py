@@ -196,10 +196,15 @@ def render(rows: list[dict[str, Any]], bc_stats: dict[str, dict[str, Any]]) -> s
         tag, _, games = row["point"].partition("/")
         stats = bc_stats.get(row["point"], {})
         loss = stats.get("loss_last_epoch")
+        examples = stats.get("examples", "?")
+        if stats.get("dagger"):  # the last round's training: a sample of expert + relabelled
+            last = stats["dagger"][-1]
+            loss = last["loss_last_epoch"]
+            examples = f"{last['examples']} of {last['pool']} (DAgger)"
         lines.append(
             f"| {tag} | {games.removeprefix('games-')} | {row['split']} | {row['success']:.3f} | "
             f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}] | {row['episodes']} | {row['games']} | "
-            f"{row['mean_steps']:.1f} | {stats.get('examples', '?')} | "
+            f"{row['mean_steps']:.1f} | {examples} | "
             f"{'?' if loss is None else f'{loss:.3f}'} |"
         )
     return "\n".join(lines) + "\n"
