@@ -361,6 +361,7 @@ def thresholds_for_shares(
     rows = [
         [step["features"][f] for f in FEATURE_NAMES]
         for record in read_episodes(rollouts)
+        if record["agent"] == "slm"  # not the mixed rollouts (router.mixed_escalation_rate)
         for step in record["steps"]
         if step.get("features")
     ]

@@ -243,6 +243,15 @@ def test_thresholds_for_shares_escalate_those_shares(
     if len(taus) == len(shares):  # distinct scores: each tau escalates about its share
         for tau, share in zip(taus, reversed(shares), strict=True):
             assert abs(float((scores > tau).mean()) - share) <= 2 / len(x) + 1e-6
+    # The router stage's mixed rollouts (teacher escalations) do not move the thresholds.
+    mixed = [dict(r, agent="mixed") for r in read_episodes(log)]
+    for record in mixed:
+        for step in record["steps"]:
+            step["features"]["chosen_entropy_mean"] = 50.0
+            step["features"]["verifier_best"] = 0.0
+    with log.open("a") as handle:
+        handle.write("".join(json.dumps(r) + "\n" for r in mixed))
+    assert thresholds_for_shares(router, shares, log, tiny_agent_dir) == taus
 
 
 def test_thresholds_for_shares_name_bad_input(tiny_agent_dir: Path, tmp_path: Path) -> None:
