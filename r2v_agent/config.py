@@ -101,7 +101,8 @@ class BCConfig:
     )
     dagger_rounds: int = _doc(
         "DAgger rounds after BC: the policy plays the training games alone, the env's expert "
-        "labels every state it reaches, and BC trains again on all examples (0: plain BC).",
+        "labels every state it reaches, and BC trains again on the pool of expert and relabelled "
+        "examples (a max_examples sample of it when capped; 0: plain BC).",
         0,
     )
     dagger_tasks: int | None = _doc(
