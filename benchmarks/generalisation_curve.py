@@ -45,10 +45,10 @@ def point_config(
     k: int | None = None,
     action_log: bool = False,
     dagger: int = 0,
-) -> PipelineConfig:
+) -> tuple[PipelineConfig, str]:
     """The base config with N training games and the curve's fixed BC budget (and, if given,
     K samples a step instead of the base config's, the prompt's action log and DAgger rounds
-    after BC, each of the same budget)."""
+    after BC, each of the same budget), and the point's label (``{setting}/games-{N}``)."""
     kwargs = {**base.env.kwargs, "show_commands": commands}
     env = dataclasses.replace(
         base.env, train_tasks=games, kwargs=kwargs, perturbation_seeds=perturbation_seeds
@@ -61,7 +61,8 @@ def point_config(
         commands, examples, epochs, k if k != base.policy.k else None, action_log, dagger
     )
     out = run_root / f"{base.name}-{tag}" / f"games-{games}"
-    return dataclasses.replace(base, env=env, bc=bc, policy=policy, output_dir=str(out.resolve()))
+    config = dataclasses.replace(base, env=env, bc=bc, policy=policy, output_dir=str(out.resolve()))
+    return config, f"{tag}/games-{games}"
 
 
 #: The curve's BC budget; a point trained on another budget says so in its label.
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     done = {r["episode_key"] for r in records}
     bc_stats: dict[str, dict[str, Any]] = {}
     for n in games:
-        config = point_config(
+        config, label = point_config(
             base,
             n,
             commands=args.commands == "on",
@@ -304,16 +305,6 @@ def main(argv: list[str] | None = None) -> int:
             action_log=args.action_log == "on",
             dagger=args.dagger,
         )
-        k = args.k if args.k != base.policy.k else None
-        tag = setting_tag(
-            args.commands == "on",
-            args.examples,
-            args.epochs,
-            k,
-            args.action_log == "on",
-            args.dagger,
-        )
-        label = f"{tag}/games-{n}"
         print(f"== {label}: collect + BC in {config.run_dir}")
         bc_stats[label] = train_point(config)
         if not args.train_only:
