@@ -185,5 +185,5 @@ def run(config: PipelineConfig, out: Path) -> dict[str, Any]:
     if config.bc.dagger_rounds:
         from r2v_agent.training.dagger import run_rounds
 
-        model, stats["dagger"] = run_rounds(config, model, tokenizer, examples, out)
+        stats["dagger"] = run_rounds(config, model, tokenizer, examples, out)
     return stats

@@ -44,10 +44,10 @@ def run_rounds(
     tokenizer: Any,
     expert_examples: list[Any],
     out: Path,
-) -> tuple[Any, list[dict[str, Any]]]:
-    """``config.bc.dagger_rounds`` rounds on top of a trained, saved BC policy (``out/policy``);
-    each round's episodes are kept in ``out/dagger-{round}.jsonl``. Returns the final model and
-    one statistics row per round."""
+) -> list[dict[str, Any]]:
+    """``config.bc.dagger_rounds`` rounds on top of a trained, saved BC policy (``out/policy``,
+    which each round overwrites); each round's episodes are kept in ``out/dagger-{round}.jsonl``.
+    Returns one statistics row per round."""
     from r2v_agent.training.bc import build_examples, save_policy, train_bc
     from r2v_agent.training.datasets import step_views
     from r2v_agent.trajectories import TrajectoryWriter
@@ -90,4 +90,4 @@ def run_rounds(
                 **{k: stats[k] for k in ("examples", "loss_last_epoch", "seconds")},
             }
         )
-    return model, rounds
+    return rounds
