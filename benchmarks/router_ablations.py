@@ -8,7 +8,12 @@ all minus the verifier / entropy / step-position groups) and without the CVaR te
 steps, labels, seed and task split as the router stage (`r2v_agent/training/router_ablation.py`),
 and prints held-out AUROC, Brier (and the base rate's), ECE, the share tau escalates, the
 residual failure and whether the CVaR term binds. The frontier each variant yields needs
-evaluation episodes per variant (`router.features` in a config, then `benchmarks/run.py`).
+evaluation episodes per variant: ``--save-agent DIR`` fits one variant (``--variant``, and
+``--rollouts slm`` for a router trained on the SLM-only rollouts alone, without the mixed ones)
+and saves the run's agent with it, to be evaluated with ``benchmarks/run.py --agent DIR``:
+
+    python benchmarks/router_ablations.py --config benchmarks/configs/textworld-main.yaml \
+        --save-agent runs/textworld-main-variants/slm-only --rollouts slm
 """
 
 from __future__ import annotations
@@ -19,7 +24,14 @@ from pathlib import Path
 
 from r2v_agent.config import PipelineConfig
 from r2v_agent.errors import R2VAgentError
-from r2v_agent.training.router_ablation import load_router_stage, render_table, run_ablations
+from r2v_agent.training.router_ablation import (
+    ABLATIONS,
+    ROLLOUTS,
+    load_router_stage,
+    render_table,
+    run_ablations,
+    save_variant_agent,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", required=True, help="the pipeline config of a finished run")
     parser.add_argument("--out", default=None, help="also write the table here (Markdown)")
+    parser.add_argument(
+        "--save-agent",
+        default=None,
+        help="instead of the table: save the run's agent with one variant",
+    )
+    parser.add_argument("--variant", default="all 15", choices=list(ABLATIONS))
+    parser.add_argument(
+        "--rollouts", default="all", choices=ROLLOUTS, help="router-stage rollouts to train on"
+    )
     args = parser.parse_args(argv)
     try:
         config = PipelineConfig.from_yaml(args.config)
@@ -40,10 +61,30 @@ def main(argv: list[str] | None = None) -> int:
             f"router_ablations: error: labels are {mode!r}, the config says {config.router.label!r}"
         )
         return 2
+    if args.save_agent:
+        try:
+            report = save_variant_agent(
+                config.run_dir,
+                config.router,
+                args.save_agent,
+                changes=ABLATIONS[args.variant],
+                rollouts=args.rollouts,
+                seed=config.seed,
+            )
+        except R2VAgentError as exc:
+            print(f"router_ablations: error: {exc}")
+            return 2
+        print(
+            f"saved {args.save_agent}: {args.variant}, {args.rollouts} rollouts; held-out AUROC "
+            f"{report['test_auroc']:.3f}, Brier {report['test_brier']:.3f}, ECE "
+            f"{report['test_ece']:.3f}, tau {report['threshold']:.3f} escalates "
+            f"{report['test_escalation_share']:.3f}"
+        )
+        return 0
     rows = run_ablations(episodes, labels, config.router, seed=config.seed)
     table = render_table(rows)
     header = (
-        f"Router ablations on {config.run_dir / 'router'}: {len(labels)} steps, "
+        f"Router ablations on {config.name}'s router stage: {len(labels)} steps, "
         f"{mode} labels (failure rate {labels.mean():.3f}), seed {config.seed}\n\n"
     )
     print(header + table)

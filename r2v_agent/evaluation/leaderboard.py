@@ -28,8 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from r2v_agent import metrics
 from r2v_agent.errors import ConfigError
+from r2v_agent.evaluation.frontier import (
+    Episode,
+    Estimate,
+    FrontierPoint,
+    frontier_area,
+    matched_cost,
+)
 from r2v_agent.trajectories import read_episodes
 
 __all__ = [
@@ -41,6 +50,7 @@ __all__ = [
     "plot_frontier",
     "plot_reliability",
     "load_records",
+    "load_labelled_runs",
     "write_leaderboard",
     "router_label_of",
     "ROUTER_LABELS",
@@ -50,6 +60,8 @@ __all__ = [
 ]
 
 ALPHA = 0.4  #: CVaR share of worst perturbation seeds
+#: Routers whose points form a success-vs-LLM-share frontier (R2V's own tau is one of its points).
+FRONTIER_METHODS = ("entropy", "verifier", "r2v")
 _ORDER = {
     n: i
     for i, n in enumerate(("slm", "llm", "random", "entropy", "verifier", "ppo", "r2v", "oracle"))
@@ -78,6 +90,8 @@ class Row:
     game_of: dict[tuple[Any, Any], str] = field(default_factory=dict, repr=False)
     p_fail: list[float] = field(default_factory=list, repr=False)
     labels: list[float] = field(default_factory=list, repr=False)
+    #: per episode (perturbation seed, env seed): game, success, escalations, steps
+    frontier: FrontierPoint | None = field(default=None, repr=False)
 
 
 def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -93,6 +107,31 @@ def load_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
         if len(records) == before:
             raise ConfigError(f"result file {str(path)!r} holds no episode records")
     return list(records.values())
+
+
+def load_labelled_runs(
+    specs: Iterable[str], method: str
+) -> tuple[dict[str, dict[tuple[Any, Any], dict[str, Any]]], list[tuple[Any, Any]]]:
+    """``LABEL=FILE`` specs (one agent or setting per file) -> each label's ``method`` episodes
+    keyed by (perturbation seed, env seed), and the keys every file played, sorted. A malformed
+    spec, a file without that method, or files sharing no episode are a :class:`ConfigError`."""
+    runs: dict[str, dict[tuple[Any, Any], dict[str, Any]]] = {}
+    for spec in specs:
+        label, sep, path = spec.partition("=")
+        if not sep or not label or not path:
+            raise ConfigError(f"expected LABEL=FILE, got {spec!r}")
+        episodes = {
+            (r["perturbation_seed"], r["env_seed"]): r
+            for r in load_records([path])
+            if r["agent"] == method
+        }
+        if not episodes:
+            raise ConfigError(f"{path!r} holds no {method!r} episode")
+        runs[label] = episodes
+    shared = sorted(set.intersection(*(set(e) for e in runs.values())), key=str) if runs else []
+    if not shared:
+        raise ConfigError("the files share no episode")
+    return runs, shared
 
 
 def _env_label(record: dict[str, Any]) -> str:
@@ -188,21 +227,35 @@ def build_rows(
                 game_of={(r["perturbation_seed"], r["env_seed"]): _game(r) for r in group},
                 p_fail=p if has_router else [],
                 labels=y if has_router else [],
+                frontier=FrontierPoint(
+                    method,
+                    {
+                        (r["perturbation_seed"], r["env_seed"]): Episode(
+                            _game(r), bool(r["success"]), int(r["escalations"]), len(r["steps"])
+                        )
+                        for r in group
+                    },
+                ),
             )
         )
     rows.sort(
         key=lambda r: (r.env, _ORDER.get(r.name, 99), r.point if r.point is not None else -1.0)
     )
-    # Area under each swept method's success-vs-LLM-share curve (with its sweep's own points).
+    # Area under each router's frontier over LLM share [0, 1]: its measured points joined by
+    # straight lines, SLM-only and LLM-only as the ends (so areas of different sweeps compare).
     for env in {r.env for r in rows}:
-        for name in {r.name for r in rows if r.env == env}:
-            sweep = [r for r in rows if r.env == env and r.name == name and r.point is not None]
-            if len(sweep) >= 2 and name != "random":
+        here = [r for r in rows if r.env == env]
+        ends = [r for r in here if r.name in ("slm", "llm")]
+        if len(ends) != 2:
+            continue
+        for name in FRONTIER_METHODS:
+            frontier = [r for r in here if r.name == name]
+            if frontier:
                 auc = metrics.area_under_curve(
-                    [r.llm_share for r in sweep], [r.success for r in sweep]
+                    [r.llm_share for r in frontier + ends], [r.success for r in frontier + ends]
                 )
-                for swept in sweep:
-                    swept.auc = auc
+                for point in frontier:
+                    point.auc = auc
     return rows
 
 
@@ -358,79 +411,131 @@ def headline(rows: list[Row]) -> list[str]:
             )
             # SLM-only and LLM-only are the entropy router's end points (threshold +inf / -inf).
             slm = next((r for r in here if r.name == "slm"), None)
-            ends = [r for r in (slm, llm) if r is not None]
-            curve = [(r.llm_share, r.success, r.method) for r in entropy + ends]
-            matched = _share_at_success(curve, r2v.success)
-            if matched is None:
-                lines.append(
-                    f"- {env}: the entropy sweep never reaches R2V's success {_fmt(r2v.success)}."
-                )
-            elif matched[0] == 0:
-                lines.append(
-                    f"- {env}: R2V's success {_fmt(r2v.success)} is no higher than SLM-only's: "
-                    "no LLM share is needed to match it."
-                )
-            else:
-                share, where = matched
-                lines.append(
-                    f"- {env}: at R2V's success the entropy router needs LLM share {_fmt(share)} "
-                    f"({where}); R2V uses {_fmt(r2v.llm_share)} ({r2v.llm_share / share:.2f}x)."
-                )
-            at_share = _success_at_share(curve, r2v.llm_share)
-            if at_share is not None:
-                lines.append(
-                    f"- {env}: at R2V's LLM share {_fmt(r2v.llm_share)} the entropy router "
-                    f"reaches success {_fmt(at_share[0])} ({at_share[1]}); R2V {_fmt(r2v.success)}."
-                )
+            lines += _matched_cost_lines(env, r2v, entropy, slm, llm)
+        lines += _area_lines(env, here)
     return lines
 
 
-#: A point of a router's success-vs-LLM-share curve: (LLM share, success, method).
-CurvePoint = tuple[float, float, str]
+#: The issue's target: R2V's LLM share at most this times the entropy router's at matched
+#: success, and within this many points of LLM-only at no more than half the LLM calls.
+TARGET_SHARE_RATIO = 0.6
+TARGET_LLM_GAP = 0.03
+TARGET_MAX_SHARE = 0.5
 
-#: A comparison at matched cost needs a measured point this close (in LLM share) on each side.
-MATCH_WINDOW = 0.05
 
-
-def _between(a: str, b: str, s0: float, s1: float) -> str:
-    gap = s1 - s0
-    note = f"interpolated: {a} to {b}, {100 * gap:.1f} share points apart"
-    if gap > 2 * MATCH_WINDOW:
-        note += (
-            f" -- not a matched comparison: no measured point within "
-            f"{100 * MATCH_WINDOW:.0f} share points; add sweep points there"
+def _matched_cost_lines(
+    env: str, r2v: Row, entropy: list[Row], slm: Row | None, llm: Row | None
+) -> list[str]:
+    """The entropy router's frontier at R2V's success and at R2V's LLM share, with CIs over
+    games on the episodes every point played (``frontier.matched_cost``)."""
+    if r2v.frontier is None or any(r.frontier is None for r in entropy):
+        return []
+    try:
+        m = matched_cost(
+            r2v.frontier,
+            [r.frontier for r in entropy if r.frontier is not None],
+            slm=slm.frontier if slm is not None else None,
+            llm=llm.frontier if llm is not None else None,
+            baseline="entropy",
         )
-    return note
+    except ValueError:  # no episode played by every point
+        return [f"- {env}: R2V and the entropy sweep share no episode: no matched comparison."]
+    on = f"on the {m.episodes} episodes ({m.games} games) every point played"
+    lines = []
+    share = m.share_at_r2v_success
+    if np.isinf(share.value):
+        lines.append(
+            f"- {env}: the entropy sweep never reaches R2V's success {_fmt(m.r2v_success)} ({on})."
+        )
+    elif share.value == 0:
+        lines.append(
+            f"- {env}: R2V's success {_fmt(m.r2v_success)} is no higher than SLM-only's: "
+            f"no LLM share is needed to match it ({on})."
+        )
+    else:
+        lines.append(
+            f"- {env}: at R2V's success the entropy router needs LLM share {_fmt(share.value)} "
+            f"({m.share_note}); 95% CI over games {_ci(share)}; R2V uses {_fmt(m.r2v_share)} "
+            f"({m.share_ratio.value:.2f}x, CI {_ci(m.share_ratio, 2)}) ({on})."
+        )
+    at = m.success_at_r2v_share
+    if not np.isnan(at.value):
+        lines.append(
+            f"- {env}: at R2V's LLM share {_fmt(m.r2v_share)} the entropy router reaches success "
+            f"{_fmt(at.value)} ({m.success_note}); R2V {_fmt(m.r2v_success)}: difference "
+            f"{m.success_gap.value:+.3f}, 95% CI over games {_ci(m.success_gap, signed=True)} ({on})."
+        )
+    if llm is not None and r2v.frontier is not None and llm.frontier is not None:
+        keys = sorted(set(r2v.outcomes) & set(llm.outcomes), key=str)
+        gap = metrics.paired_cluster_test(
+            [llm.outcomes[k] for k in keys],
+            [r2v.outcomes[k] for k in keys],
+            [r2v.game_of[k] for k in keys],
+        )
+        ratio_met = m.share_ratio.value <= TARGET_SHARE_RATIO
+        gap_met = gap.difference <= TARGET_LLM_GAP and r2v.llm_share <= TARGET_MAX_SHARE
+        lines.append(
+            f"- {env}: target (R2V <= {TARGET_SHARE_RATIO}x the entropy router's LLM share at "
+            f"matched success; within {100 * TARGET_LLM_GAP:.0f} points of LLM-only at <= "
+            f"{100 * TARGET_MAX_SHARE:.0f}% share): share ratio {m.share_ratio.value:.2f} -- "
+            f"{'met' if ratio_met else 'not met'}"
+            f"{' (CI ' + _ci(m.share_ratio, 2) + ')'}; LLM-only minus R2V "
+            f"{gap.difference:+.3f} [{gap.ci_low:+.3f}, {gap.ci_high:+.3f}] over {gap.clusters} "
+            f"games at R2V share {_fmt(r2v.llm_share)} -- {'met' if gap_met else 'not met'}."
+        )
+    return lines
 
 
-def _share_at_success(curve: list[CurvePoint], target: float) -> tuple[float, str] | None:
-    """The smallest LLM share at which the (linearly interpolated) curve reaches ``target``,
-    and the measured points it comes from -- an interpolation towards LLM-only is a guess, and
-    the reader should see when the sweep has no point near R2V."""
-    points = sorted(curve)
-    for (s0, y0, a), (s1, y1, b) in zip(points, points[1:], strict=False):
-        if y0 >= target:
-            return s0, f"measured: {a}"
-        if y1 == target:
-            return s1, f"measured: {b}"
-        if y1 > target:
-            share = s0 + (s1 - s0) * (target - y0) / (y1 - y0)
-            return share, _between(a, b, s0, s1)
-    if points and points[-1][1] >= target:
-        return points[-1][0], f"measured: {points[-1][2]}"
-    return None
+def _area_lines(env: str, here: list[Row]) -> list[str]:
+    """Area under each router's frontier over [0, 1], and R2V's minus each other's, with CIs
+    over games on the episodes every point of every frontier played."""
+    slm = next((r for r in here if r.name == "slm"), None)
+    llm = next((r for r in here if r.name == "llm"), None)
+    frontiers = {
+        name: [r.frontier for r in here if r.name == name and r.frontier is not None]
+        for name in FRONTIER_METHODS
+    }
+    frontiers = {name: points for name, points in frontiers.items() if points}
+    if slm is None or llm is None or slm.frontier is None or llm.frontier is None:
+        return []
+    if "r2v" not in frontiers or len(frontiers) < 2:
+        return []
+    try:
+        result = frontier_area(frontiers, slm=slm.frontier, llm=llm.frontier)
+    except ValueError:
+        return [f"- {env}: the frontiers share no episode: no area comparison."]
+    parts = [
+        f"{name} {result.areas[name].value:.3f} {_ci(result.areas[name])} "
+        f"({len(points)} point{'s' if len(points) > 1 else ''})"
+        for name, points in frontiers.items()
+    ]
+    lines = [
+        f"- {env}: area under the success-vs-LLM-share frontier over [0, 1] (SLM-only and "
+        f"LLM-only as ends), 95% CI over games, on the {result.episodes} episodes "
+        f"({result.games} games) every point played: " + "; ".join(parts) + "."
+    ]
+    for name in frontiers:
+        if name != "r2v":
+            diff = result.difference("r2v", name)
+            lines.append(
+                f"- {env}: area of R2V's frontier minus {name}'s: {diff.value:+.3f}, 95% CI over "
+                f"games {_ci(diff, signed=True)}."
+            )
+    return lines
 
 
-def _success_at_share(curve: list[CurvePoint], share: float) -> tuple[float, str] | None:
-    """The curve's (linearly interpolated) success at ``share``, and the points it comes from."""
-    points = sorted(curve)
-    for s, y, a in points:
-        if s == share:
-            return y, f"measured: {a}"
-    for (s0, y0, a), (s1, y1, b) in zip(points, points[1:], strict=False):
-        if s0 < share < s1:
-            return y0 + (y1 - y0) * (share - s0) / (s1 - s0), _between(a, b, s0, s1)
-    return None
+def _ci(estimate: Estimate, digits: int = 3, *, signed: bool = False) -> str:
+    """``[low, high]``; an undefined share of resamples (e.g. never reached) is named."""
+
+    def one(value: float) -> str:
+        if np.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+    text = f"[{one(estimate.ci_low)}, {one(estimate.ci_high)}]"
+    if estimate.undefined:
+        text += f" (undefined in {100 * estimate.undefined:.0f}% of resamples)"
+    return text
 
 
 def render_markdown(rows: list[Row], router_label: str = "progress") -> str:
@@ -471,9 +576,17 @@ def plot_frontier(rows: list[Row], path: str | Path) -> None:
             group = sorted((r for r in here if r.name == name), key=lambda r: r.llm_share)
             xs = [r.llm_share for r in group]
             ys = [r.success for r in group]
-            errs = [[r.success - r.ci_low for r in group], [r.ci_high - r.success for r in group]]
-            style = "o-" if len(group) > 1 and name != "random" else "s"
-            ax.errorbar(xs, ys, yerr=errs, fmt=style, capsize=3, label=name, alpha=0.85)
+            if len(group) > 1 and name != "random":
+                # a sweep: its points joined, the game-clustered 95% CI as a band
+                (line,) = ax.plot(xs, ys, "o-", label=name, alpha=0.9)
+                lows, highs = [r.ci_low for r in group], [r.ci_high for r in group]
+                ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.15, lw=0)
+            else:
+                errs = [
+                    [r.success - r.ci_low for r in group],
+                    [r.ci_high - r.success for r in group],
+                ]
+                ax.errorbar(xs, ys, yerr=errs, fmt="s", capsize=3, label=name, alpha=0.85)
         ax.set_xlabel("LLM-call share")
         ax.set_ylabel("success rate")
         ax.set_xlim(-0.03, 1.03)
@@ -481,7 +594,7 @@ def plot_frontier(rows: list[Row], path: str | Path) -> None:
         ax.set_title(env, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Reliability-cost frontier (95% bootstrap CIs)")
+    fig.suptitle("Reliability-cost frontier (95% CIs resampling games: bands for sweeps)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

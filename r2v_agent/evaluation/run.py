@@ -476,6 +476,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _record_settings(path: Path, recorded: dict[str, Any]) -> None:
+    """Write this invocation's settings beside the results, keeping the earlier invocations'
+    under ``invocations`` (a results file grows over several runs: methods, seeds, sweeps)."""
+    earlier: list[dict[str, Any]] = []
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+        except ValueError:
+            previous = {}
+        if isinstance(previous, dict):
+            earlier = previous.pop("invocations", None) or ([previous] if previous else [])
+    path.write_text(json.dumps({**recorded, "invocations": [*earlier, recorded]}, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="r2v eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -581,6 +595,6 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     for key in ("agent_dir", "out", "ppo_path", "ppo_rollouts"):
         if recorded[key] is not None:
             recorded[key] = relative_to_results(recorded[key], path)
-    (Path(path).with_suffix(".settings.json")).write_text(json.dumps(recorded, indent=2))
+    _record_settings(Path(path).with_suffix(".settings.json"), recorded)
     print(f"results: {path}")
     return 0

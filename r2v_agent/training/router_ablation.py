@@ -20,7 +20,14 @@ from r2v_agent.groundtruth import LABELS_FILE, load_step_labels
 from r2v_agent.training.fit_router import fit_router
 from r2v_agent.trajectories import read_episodes
 
-__all__ = ["ABLATIONS", "run_ablations", "load_router_stage", "render_table"]
+__all__ = [
+    "ABLATIONS",
+    "ROLLOUTS",
+    "run_ablations",
+    "load_router_stage",
+    "render_table",
+    "save_variant_agent",
+]
 
 #: name -> the RouterConfig fields it changes. ``all`` is the configured router itself.
 ABLATIONS: dict[str, dict[str, Any]] = {
@@ -94,3 +101,64 @@ def render_table(rows: list[dict[str, Any]]) -> str:
             cells.append(str(value) if isinstance(value, bool) else f"{value:.3f}")
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
+
+
+#: Which router-stage rollouts a variant trains on: every one, or the SLM-only ones (no mixed
+#: rollouts with escalations: the router of a run with ``router.mixed_escalation_rate: 0``).
+ROLLOUTS = ("all", "slm")
+
+
+def save_variant_agent(
+    run_dir: str | Path,
+    config: RouterConfig,
+    out: str | Path,
+    *,
+    changes: dict[str, Any] | None = None,
+    rollouts: str = "all",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fit one variant on the run's router-stage rollouts and save the run's agent with it as
+    a new agent folder ``out`` (the policy's files are hard-linked where the disk allows), to
+    be evaluated like any agent (``benchmarks/run.py --agent out``). Returns the fit's report."""
+    import json
+    import os
+    import shutil
+
+    from r2v_agent.errors import ConfigError
+    from r2v_agent.router.saving import save_router
+
+    if rollouts not in ROLLOUTS:
+        raise ConfigError(f"rollouts must be one of {ROLLOUTS}, got {rollouts!r}")
+    source = Path(run_dir) / "router" / "agent"
+    out = Path(out)
+    if out.exists():
+        raise ConfigError(f"{str(out)!r} exists: choose a new folder for the variant's agent")
+    episodes, labels, _ = load_router_stage(run_dir)
+    if rollouts == "slm":
+        keep = np.concatenate([[e["agent"] == "slm"] * len(e["steps"]) for e in episodes])
+        episodes = [e for e in episodes if e["agent"] == "slm"]
+        labels = labels[keep.astype(bool)]
+    variant = dataclasses.replace(config, **(changes or {}))
+    router, report, _ = fit_router(episodes, labels, variant, seed=seed)
+
+    def link_weights(src: str, dst: str) -> None:
+        # Only the policy's (large, never rewritten) files are shared with the run's agent:
+        # a hard-linked config.json or router file would be rewritten in both folders.
+        if Path(src).parent.name == "policy":
+            try:
+                os.link(src, dst)
+                return
+            except OSError:  # another file system
+                pass
+        shutil.copy2(src, dst)
+
+    shutil.copytree(source, out, copy_function=link_weights)
+    (out / "router.safetensors").unlink(missing_ok=True)  # the variant writes its own
+    spec = json.loads((out / "config.json").read_text())
+    spec["router"] = save_router(router, out)
+    spec["threshold"] = float(report["threshold"])
+    spec["router_note"] = (
+        f"router_ablation variant: {changes or 'as configured'}, {rollouts} rollouts"
+    )
+    (out / "config.json").write_text(json.dumps(spec, indent=2) + "\n")
+    return report

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from r2v_agent.errors import ConfigError
+from r2v_agent.evaluation.frontier import FrontierPoint
 from r2v_agent.evaluation.leaderboard import (
     build_rows,
     render_csv,
@@ -86,7 +88,15 @@ def test_rows_by_hand() -> None:
     assert llm.llm_share == 1.0 and llm.episodes == 30
     assert rows["slm"].llm_share == 0.0 and rows["slm"].brier is None
     assert rows["r2v"].brier is not None and 0 <= rows["r2v"].ece <= 1
-    assert rows["entropy@0.5"].auc is not None and rows["r2v"].auc is None
+    # every router's frontier runs from SLM-only (share 0) to LLM-only (share 1): R2V's own
+    # point alone gives the area under (0, slm) - (r2v) - (1, llm)
+    slm, r2v = rows["slm"], rows["r2v"]
+    by_hand = (
+        r2v.llm_share * (slm.success + r2v.success) / 2
+        + (1 - r2v.llm_share) * (r2v.success + llm.success) / 2
+    )
+    assert r2v.auc == pytest.approx(by_hand) and rows["entropy@0.5"].auc is not None
+    assert slm.auc is None and llm.auc is None
     assert llm.ci_low <= llm.success <= llm.ci_high
     csv_text = render_csv(list(rows.values()))
     assert csv_text.splitlines()[0].startswith("env,method,episodes,games,success")
@@ -175,12 +185,17 @@ def test_headline_matched_share_uses_slm_and_llm_as_sweep_ends() -> None:
     assert text.count("not a matched comparison") == 2  # both gaps are wider than 2 x 5 points
     # An R2V no better than SLM-only needs no LLM share at all.
     by_method = {r.method: r for r in rows}
-    by_method["r2v"].success = by_method["slm"].success
+    r2v, slm = by_method["r2v"].frontier, by_method["slm"].frontier
+    assert r2v is not None and slm is not None
+    by_method["r2v"].frontier = FrontierPoint(
+        "r2v", {k: replace(e, success=slm.episodes[k].success) for k, e in r2v.episodes.items()}
+    )
     assert "is no higher than SLM-only's" in "\n".join(headline(rows))
 
 
 def test_matched_points_name_where_they_come_from() -> None:
-    from r2v_agent.evaluation.leaderboard import _share_at_success, _success_at_share
+    from r2v_agent.evaluation.frontier import share_at_success as _share_at_success
+    from r2v_agent.evaluation.frontier import success_at_share as _success_at_share
 
     curve = [(0.0, 0.2, "slm"), (0.3, 0.6, "entropy@0.5"), (1.0, 1.0, "llm")]
     assert _share_at_success(curve, 0.6) == (0.3, "measured: entropy@0.5")
@@ -228,3 +243,57 @@ def test_covariate_shift_splits_steps_at_the_first_escalation(tmp_path: Path) ->
             writer.write(r)
     pytest.importorskip("matplotlib")
     assert "after 1st escalation" in write_leaderboard([path], tmp_path / "out")
+
+
+def test_covariate_shift_script_compares_routers_on_shared_episodes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    first, second = tmp_path / "mixed.jsonl", tmp_path / "slm_only.jsonl"
+    with TrajectoryWriter(first) as writer:
+        for task in range(3):
+            writer.write(_episode("r2v", None, 100, task, rng, 1.0, 0.5))
+    with TrajectoryWriter(second) as writer:
+        for task in range(2):  # task 2 was not played: left out of both tables
+            writer.write(_episode("r2v", None, 100, task, rng, 0.0, 0.5))
+        writer.write(_episode("slm", None, 100, 0, rng, 0.0, 0.0))  # another method: ignored
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "covariate_shift.py"
+    out = tmp_path / "shift.md"
+    run = subprocess.run(
+        [sys.executable, str(script), f"mixed={first}", f"slm-only={second}", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    text = out.read_text()
+    assert "on the 2 episodes every file played (2 games)" in text
+    assert "**mixed** (success 1.000" in text and "**slm-only** (success 0.000" in text
+    assert text.count("before 1st escalation") == 2
+    bad = subprocess.run(
+        [sys.executable, str(script), "no-label-here"], capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2 and "expected LABEL=FILE" in bad.stderr
+
+
+def test_compare_runs_script_pairs_runs_by_episode(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    full, variant = tmp_path / "full.jsonl", tmp_path / "variant.jsonl"
+    with TrajectoryWriter(full) as writer:
+        for task in range(4):  # succeeds on every game
+            writer.write(_episode("slm", None, 100, task, rng, 1.0, 0.0))
+    with TrajectoryWriter(variant) as writer:
+        for task in range(4):  # succeeds on games 0 and 1 only
+            writer.write(_episode("slm", None, 100, task, rng, float(task < 2), 0.0))
+        writer.write(_episode("slm", None, 101, 0, rng, 1.0, 0.0))  # not in the other file
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "compare_runs.py"
+    run = subprocess.run(
+        [sys.executable, str(script), f"full={full}", f"variant={variant}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "on the 4 episodes every file played (4 games)" in run.stdout
+    # 0.5 - 1.0 on the shared episodes; the 4 game differences (0, 0, -1, -1) under sign flips:
+    # |sum| >= 2 in 8 of 16 patterns
+    assert "| variant | 0.500 |" in run.stdout and "-0.500 [" in run.stdout
+    assert "p = 0.5" in run.stdout

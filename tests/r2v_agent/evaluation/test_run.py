@@ -186,6 +186,14 @@ def test_settings_are_saved_for_reproduction(tiny_agent_dir: Path, tmp_path: Pat
     assert (out.parent / saved["agent_dir"]).resolve() == tiny_agent_dir.resolve()
     (record,) = read_episodes(out)
     assert record["extra"]["agent_dir"] == saved["agent_dir"]
+    # A second invocation on the same file (another method): the latest settings on top, every
+    # invocation kept in order.
+    again = ["eval", "--agent", str(tiny_agent_dir), "--env", "R2V/TextWorld-v0"]
+    again += ["--env-kwargs", '{"difficulty": 1}', "--tasks", "1", "--methods", "slm"]
+    assert main([*again, "--out", str(out), "--workers", "1"]) == 0
+    saved = json.loads(out.with_suffix(".settings.json").read_text())
+    assert saved["methods"] == ["slm"]
+    assert [s["methods"] for s in saved["invocations"]] == [["llm"], ["slm"]]
 
 
 def _slm_rollouts(agent_dir: Path, log: Path, **settings: Any) -> Path:

@@ -185,6 +185,26 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     ]
     assert "counterfactual labels" in table.read_text()
 
+    # One variant saved as an agent of its own (to be evaluated like any agent): trained on the
+    # SLM-only rollouts, reading the entropy features only. The run's agent stays as it was.
+    agent_dir = run / "router" / "agent"
+    before = {p.name: p.read_bytes() for p in agent_dir.iterdir() if p.is_file()}
+    variant = tmp_path / "variants" / "entropy-slm"
+    save = [sys.executable, "benchmarks/router_ablations.py", "--config", str(config)]
+    save += ["--save-agent", str(variant), "--variant", "entropy only", "--rollouts", "slm"]
+    saved_variant = subprocess.run(save, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert saved_variant.returncode == 0, saved_variant.stdout[-2000:] + saved_variant.stderr
+    assert {p.name: p.read_bytes() for p in agent_dir.iterdir() if p.is_file()} == before
+    spec = json.loads((variant / "config.json").read_text())
+    assert spec["router"]["features"] == ["chosen_entropy_mean", "chosen_entropy_max"]
+    assert "slm rollouts" in spec["router_note"]
+    other = RoutedAgent.from_pretrained(variant)
+    obs, info = env.reset(seed=6)
+    other.reset(seed=6)
+    assert isinstance(other.act(obs, info), str) and other.last_decision is not None
+    again = subprocess.run(save, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "exists" in again.stdout
+
 
 def test_single_stage_needs_its_inputs(tmp_path: Path) -> None:
     config = _config(tmp_path)

@@ -1,0 +1,72 @@
+"""One method across several episode files (agents or settings), paired on the episodes they share.
+
+    python benchmarks/compare_runs.py \
+        "DPO + learned verifier=benchmarks/results/textworld-main/episodes.jsonl" \
+        "BC + rule verifier=benchmarks/results/textworld-main/stages/bc-rule.jsonl" \
+        --method slm --out benchmarks/results/textworld-main/stages.md
+
+Each ``LABEL=FILE`` is an episode file of ``benchmarks/run.py``. Only the episodes (perturbation
+seed, game) that every file played for ``--method`` are used. Per label: success with a 95% CI
+resampling games, LLM share, and the difference from the first label with its CI over games
+and a sign-flip randomisation p-value per game (``metrics.paired_cluster_test``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from r2v_agent import metrics
+from r2v_agent.errors import R2VAgentError
+from r2v_agent.evaluation.leaderboard import load_labelled_runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", nargs="+", help="LABEL=episodes.jsonl; the first is the reference")
+    parser.add_argument("--method", default="slm", help="the method of each file to compare")
+    parser.add_argument("--out", default=None, help="also write the table here (Markdown)")
+    args = parser.parse_args(argv)
+    try:
+        runs, keys = load_labelled_runs(args.runs, args.method)
+    except R2VAgentError as exc:
+        print(f"compare_runs: error: {exc}", file=sys.stderr)
+        return 2
+    games = [str(k[1]) for k in keys]
+    reference = next(iter(runs))
+    head = ["run", "success", "95% CI (games)", "LLM share", f"minus {reference} [95% CI], p"]
+    lines = [
+        f"`{args.method}` on the {len(keys)} episodes every file played ({len(set(games))} "
+        "games); CIs resample games, p: sign-flip randomisation over games.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    first = [float(runs[reference][k]["success"]) for k in keys]
+    for label, episodes in runs.items():
+        success = [float(episodes[k]["success"]) for k in keys]
+        mean, low, high = metrics.cluster_bootstrap_ci(success, games)
+        steps = sum(len(episodes[k]["steps"]) for k in keys)
+        share = sum(episodes[k]["escalations"] for k in keys) / max(1, steps)
+        if label == reference:
+            versus = "-"
+        else:
+            test = metrics.paired_cluster_test(success, first, games)
+            versus = (
+                f"{test.difference:+.3f} [{test.ci_low:+.3f}, {test.ci_high:+.3f}], "
+                f"p = {test.p_value:.3g}"
+            )
+        cells = [label, f"{mean:.3f}", f"[{low:.3f}, {high:.3f}]", f"{share:.3f}", versus]
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
