@@ -9,6 +9,16 @@ Each ``LABEL=FILE`` is an episode file of ``benchmarks/run.py``. Only the episod
 seed, game) that every file played for ``--method`` are used. Per label: success with a 95% CI
 resampling games, LLM share, and the difference from the first label with its CI over games
 and a sign-flip randomisation p-value per game (``metrics.paired_cluster_test``).
+
+``--covariate-shift`` adds, per label, the routed method's steps before and after the episode's
+first escalation (escalation rate; router Brier/ECE on SLM-acted steps against the progress
+label). A router trained on SLM-only rollouts never saw the states after an escalation; next to
+a router trained with mixed rollouts, on the same held-out episodes, this shows what that costs:
+
+    python benchmarks/compare_runs.py \
+        mixed=benchmarks/results/textworld-main/episodes.jsonl \
+        slm-only=benchmarks/results/textworld-main/variants/router-slm-only.jsonl \
+        --method r2v --covariate-shift
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from pathlib import Path
 
 from r2v_agent import metrics
 from r2v_agent.errors import R2VAgentError
-from r2v_agent.evaluation.leaderboard import load_labelled_runs
+from r2v_agent.evaluation.leaderboard import covariate_shift, load_labelled_runs, render_shift
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", help="LABEL=episodes.jsonl; the first is the reference")
     parser.add_argument("--method", default="slm", help="the method of each file to compare")
     parser.add_argument("--out", default=None, help="also write the table here (Markdown)")
+    parser.add_argument(
+        "--covariate-shift",
+        action="store_true",
+        help="add each run's steps before / after the first escalation (routed methods)",
+    )
     args = parser.parse_args(argv)
     try:
         runs, keys = load_labelled_runs(args.runs, args.method)
@@ -61,6 +76,19 @@ def main(argv: list[str] | None = None) -> int:
             )
         cells = [label, f"{mean:.3f}", f"[{low:.3f}, {high:.3f}]", f"{share:.3f}", versus]
         lines.append("| " + " | ".join(cells) + " |")
+    if args.covariate_shift:
+        lines += [
+            "",
+            "Covariate shift: steps before and after the episode's first escalation; router "
+            "Brier/ECE on SLM-acted steps against the progress label.",
+        ]
+        for label, episodes in runs.items():
+            lines += [
+                "",
+                f"**{label}**:",
+                "",
+                render_shift(covariate_shift(list(episodes[k] for k in keys))),
+            ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

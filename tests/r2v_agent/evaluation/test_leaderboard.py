@@ -255,10 +255,11 @@ def test_covariate_shift_script_compares_routers_on_shared_episodes(tmp_path: Pa
         for task in range(2):  # task 2 was not played: left out of both tables
             writer.write(_episode("r2v", None, 100, task, rng, 0.0, 0.5))
         writer.write(_episode("slm", None, 100, 0, rng, 0.0, 0.0))  # another method: ignored
-    script = Path(__file__).resolve().parents[3] / "benchmarks" / "covariate_shift.py"
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "compare_runs.py"
     out = tmp_path / "shift.md"
     run = subprocess.run(
-        [sys.executable, str(script), f"mixed={first}", f"slm-only={second}", "--out", str(out)],
+        [sys.executable, str(script), f"mixed={first}", f"slm-only={second}", "--out", str(out)]
+        + ["--method", "r2v", "--covariate-shift"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -266,7 +267,8 @@ def test_covariate_shift_script_compares_routers_on_shared_episodes(tmp_path: Pa
     assert run.returncode == 0, run.stderr
     text = out.read_text()
     assert "on the 2 episodes every file played (2 games)" in text
-    assert "**mixed** (success 1.000" in text and "**slm-only** (success 0.000" in text
+    assert "| mixed | 1.000 |" in text and "| slm-only | 0.000 |" in text
+    assert "**mixed**:" in text and "**slm-only**:" in text
     assert text.count("before 1st escalation") == 2
     bad = subprocess.run(
         [sys.executable, str(script), "no-label-here"], capture_output=True, text=True, timeout=120
