@@ -412,6 +412,9 @@ def headline(rows: list[Row]) -> list[str]:
             # SLM-only and LLM-only are the entropy router's end points (threshold +inf / -inf).
             slm = next((r for r in here if r.name == "slm"), None)
             lines += _matched_cost_lines(env, r2v, entropy, slm, llm)
+            frontier = sorted((r for r in here if r.name == "r2v"), key=lambda r: r.llm_share)
+            lines += _reverse_lines(env, frontier, entropy, slm, llm)
+        lines += _target_lines(env, here)
         lines += _area_lines(env, here)
     return lines
 
@@ -456,7 +459,8 @@ def _matched_cost_lines(
         lines.append(
             f"- {env}: at R2V's success the entropy router needs LLM share {_fmt(share.value)} "
             f"({m.share_note}); 95% CI over games {_ci(share)}; R2V uses {_fmt(m.r2v_share)} "
-            f"({m.share_ratio.value:.2f}x, CI {_ci(m.share_ratio, 2)}) ({on})."
+            f"({m.share_ratio.value:.2f}x, CI {_ci(m.share_ratio, 2)}) ({on}); target <= "
+            f"{TARGET_SHARE_RATIO}x: {'met' if m.share_ratio.value <= TARGET_SHARE_RATIO else 'not met'}."
         )
     at = m.success_at_r2v_share
     if not np.isnan(at.value):
@@ -465,25 +469,70 @@ def _matched_cost_lines(
             f"{_fmt(at.value)} ({m.success_note}); R2V {_fmt(m.r2v_success)}: difference "
             f"{m.success_gap.value:+.3f}, 95% CI over games {_ci(m.success_gap, signed=True)} ({on})."
         )
-    if llm is not None and r2v.frontier is not None and llm.frontier is not None:
-        keys = sorted(set(r2v.outcomes) & set(llm.outcomes), key=str)
-        gap = metrics.paired_cluster_test(
-            [llm.outcomes[k] for k in keys],
-            [r2v.outcomes[k] for k in keys],
-            [r2v.game_of[k] for k in keys],
-        )
-        ratio_met = m.share_ratio.value <= TARGET_SHARE_RATIO
-        gap_met = gap.difference <= TARGET_LLM_GAP and r2v.llm_share <= TARGET_MAX_SHARE
+    return lines
+
+
+def _reverse_lines(
+    env: str, frontier: list[Row], entropy: list[Row], slm: Row | None, llm: Row | None
+) -> list[str]:
+    """The other direction: at each entropy point's success, the LLM share R2V's frontier (its
+    own tau and its sweep) needs, and its ratio to the entropy point's share."""
+    points = [r.frontier for r in frontier if r.frontier is not None]
+    if len(points) < 2 or any(r.frontier is None for r in entropy):
+        return []
+    lines = []
+    for row in entropy:
+        assert row.frontier is not None
+        try:
+            m = matched_cost(
+                row.frontier,
+                points,
+                slm=slm.frontier if slm is not None else None,
+                llm=llm.frontier if llm is not None else None,
+                baseline="r2v",
+            )
+        except ValueError:
+            continue
+        share = m.share_at_r2v_success  # here: R2V's frontier at the entropy point's success
+        if np.isinf(share.value) or share.value == 0:
+            continue
+        # the entropy point's share over R2V's -> R2V's over the entropy point's (1 / ratio)
+        with np.errstate(divide="ignore"):
+            low, high = 1.0 / m.share_ratio.ci_high, 1.0 / m.share_ratio.ci_low
         lines.append(
-            f"- {env}: target (R2V <= {TARGET_SHARE_RATIO}x the entropy router's LLM share at "
-            f"matched success; within {100 * TARGET_LLM_GAP:.0f} points of LLM-only at <= "
-            f"{100 * TARGET_MAX_SHARE:.0f}% share): share ratio {m.share_ratio.value:.2f} -- "
-            f"{'met' if ratio_met else 'not met'}"
-            f"{' (CI ' + _ci(m.share_ratio, 2) + ')'}; LLM-only minus R2V "
-            f"{gap.difference:+.3f} [{gap.ci_low:+.3f}, {gap.ci_high:+.3f}] over {gap.clusters} "
-            f"games at R2V share {_fmt(r2v.llm_share)} -- {'met' if gap_met else 'not met'}."
+            f"- {env}: at {row.method}'s success {_fmt(m.r2v_success)} (LLM share "
+            f"{_fmt(m.r2v_share)}) R2V's frontier needs LLM share {_fmt(share.value)} "
+            f"({m.share_note}), CI {_ci(share)}: {share.value / m.r2v_share:.2f}x the entropy "
+            f"router's, CI [{low:.2f}, {high:.2f}] (on the {m.episodes} episodes every point "
+            "played)."
         )
     return lines
+
+
+def _target_lines(env: str, here: list[Row]) -> list[str]:
+    """The issue's second target on R2V's whole frontier: its best point at no more than
+    ``TARGET_MAX_SHARE`` LLM share, against LLM-only, paired over games."""
+    llm = next((r for r in here if r.name == "llm"), None)
+    within = [r for r in here if r.name == "r2v" and r.llm_share <= TARGET_MAX_SHARE]
+    if llm is None or not within:
+        return []
+    best = max(within, key=lambda r: r.success)
+    keys = sorted(set(best.outcomes) & set(llm.outcomes), key=str)
+    if not keys:
+        return []
+    gap = metrics.paired_cluster_test(
+        [llm.outcomes[k] for k in keys],
+        [best.outcomes[k] for k in keys],
+        [best.game_of[k] for k in keys],
+    )
+    met = gap.difference <= TARGET_LLM_GAP
+    return [
+        f"- {env}: target, within {100 * TARGET_LLM_GAP:.0f} points of LLM-only at <= "
+        f"{100 * TARGET_MAX_SHARE:.0f}% LLM share: R2V's best such point {best.method} (share "
+        f"{_fmt(best.llm_share)}): LLM-only minus it {gap.difference:+.3f} "
+        f"[{gap.ci_low:+.3f}, {gap.ci_high:+.3f}] over {gap.clusters} games -- "
+        f"{'met' if met else 'not met'}."
+    ]
 
 
 def _area_lines(env: str, here: list[Row]) -> list[str]:

@@ -299,3 +299,36 @@ def test_compare_runs_script_pairs_runs_by_episode(tmp_path: Path) -> None:
     # |sum| >= 2 in 8 of 16 patterns
     assert "| variant | 0.500 |" in run.stdout and "-0.500 [" in run.stdout
     assert "p = 0.5" in run.stdout
+
+
+def _fixed(method: str, point: float | None, task: int, success: bool, calls: int) -> dict:
+    """A 4-step episode whose first ``calls`` steps the teacher acted on."""
+    record = _episode(method, point, 100, task, np.random.default_rng(task), 0.0, 0.0)
+    for i, step in enumerate(record["steps"]):
+        step["actor"] = "teacher" if i < calls else "slm"
+    record.update(success=success, escalations=calls)
+    return record
+
+
+def test_r2v_frontier_at_each_entropy_point_by_hand() -> None:
+    from r2v_agent.evaluation.leaderboard import headline
+
+    records = []
+    for task in range(4):
+        records += [
+            _fixed("slm", None, task, False, 0),  # (share 0, success 0)
+            _fixed("llm", None, task, True, 4),  # (1, 1)
+            _fixed("entropy@0.5", 0.5, task, task < 2, 2),  # (0.5, 0.5)
+            _fixed("r2v", None, task, task < 3, 1),  # (0.25, 0.75)
+            _fixed("r2v@0.2", 0.2, task, True, 3),  # (0.75, 1.0)
+        ]
+    text = "\n".join(headline(build_rows(records)))
+    # R2V's frontier (0, 0) - (0.25, 0.75) - (0.75, 1) - (1, 1) reaches 0.5 at 0.25 * 0.5 / 0.75
+    assert (
+        "at entropy@0.5's success 0.500 (LLM share 0.500) R2V's frontier needs LLM share 0.167 "
+        "(interpolated: slm to r2v, 25.0 share points apart" in text
+    )
+    assert "0.33x the entropy router's" in text
+    # the best R2V point at <= 50 % share is its own tau (0.75): 25 points below LLM-only
+    assert "R2V's best such point r2v (share 0.250): LLM-only minus it +0.250" in text
+    assert "-- not met." in text
