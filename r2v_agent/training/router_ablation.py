@@ -21,6 +21,8 @@ from r2v_agent.training.fit_router import fit_router
 from r2v_agent.trajectories import read_episodes
 
 __all__ = [
+    "FRONTIER_SHARES",
+    "residual_failure",
     "ABLATIONS",
     "ROLLOUTS",
     "run_ablations",
@@ -53,6 +55,22 @@ COLUMNS = {
 }
 
 
+#: Escalation shares of the held-out steps at which the step-level frontier is read.
+FRONTIER_SHARES = (0.2, 0.4, 0.6)
+
+
+def residual_failure(p_fail: np.ndarray, labels: np.ndarray, share: float) -> float:
+    """The step-level frontier: the share of all steps that fail with the SLM acting when the
+    router escalates the ``share`` of steps it scores riskiest (ties broken by step order) --
+    the fit report's ``test_residual_failure``, at a chosen share instead of tau's."""
+    p = np.asarray(p_fail, dtype=np.float64).ravel()
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    if p.size == 0 or p.size != y.size:
+        raise ValueError(f"{p.size} scores for {y.size} labels")
+    kept = np.argsort(-p, kind="stable")[int(round(share * p.size)) :]
+    return float(y[kept].sum() / p.size)
+
+
 def load_router_stage(run_dir: str | Path) -> tuple[list[dict[str, Any]], np.ndarray, str]:
     """The router stage's rollouts and step labels (in step order) from a pipeline run."""
     stage = Path(run_dir) / "router"
@@ -80,10 +98,15 @@ def run_ablations(
     try:
         for name, changes in (variants or ABLATIONS).items():
             variant = dataclasses.replace(config, **changes)
-            _, report, _ = fit_router(episodes, labels, variant, seed=seed)
+            _, report, heldout = fit_router(episodes, labels, variant, seed=seed)
+            frontier = {
+                f"residual@{share:g}": residual_failure(heldout["p"], heldout["y"], share)
+                for share in FRONTIER_SHARES
+            }
             rows.append(
                 {"variant": name, "features": report["features"]}
                 | {key: report[key] for key in COLUMNS}
+                | frontier
             )
     finally:
         quiet.setLevel(level)
@@ -92,11 +115,13 @@ def run_ablations(
 
 def render_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table."""
+    shares = [f"residual@{s:g}" for s in FRONTIER_SHARES]
     head = ["variant", "features", *COLUMNS.values()]
+    head += [f"residual failure, {100 * s:.0f}% escalated" for s in FRONTIER_SHARES]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["variant"], str(len(row["features"]))]
-        for key in COLUMNS:
+        for key in [*COLUMNS, *shares]:
             value = row[key]
             cells.append(str(value) if isinstance(value, bool) else f"{value:.3f}")
         out.append("| " + " | ".join(cells) + " |")

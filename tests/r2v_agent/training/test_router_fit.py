@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from r2v_agent.config import RouterConfig
 from r2v_agent.router.features import FEATURE_NAMES
@@ -131,8 +132,6 @@ def test_one_label_is_reported(caplog) -> None:
 
 
 def test_feature_sets_resolve_groups_and_removals() -> None:
-    import pytest
-
     from r2v_agent.router.features import FEATURE_GROUPS, resolve_features
 
     assert resolve_features(None) == FEATURE_NAMES
@@ -196,3 +195,15 @@ def test_teacher_acted_steps_of_mixed_trajectories_are_not_training_examples() -
     assert with_teacher["teacher_steps_left_out"] > 0 and alone["teacher_steps_left_out"] == 0
     for key in ("steps", "test_auroc", "test_brier", "threshold"):
         assert with_teacher[key] == alone[key], key
+
+
+def test_residual_failure_by_hand() -> None:
+    from r2v_agent.training.router_ablation import residual_failure
+
+    p, y = np.array([0.9, 0.1, 0.5, 0.3]), np.array([1.0, 0.0, 1.0, 0.0])
+    assert residual_failure(p, y, 0.0) == 0.5  # nothing escalated: every step's label
+    assert residual_failure(p, y, 0.25) == 0.25  # 0.9 escalated: 0.5 fails, 1 of 4 steps
+    assert residual_failure(p, y, 0.5) == 0.0  # 0.9 and 0.5: both failures go to the teacher
+    assert residual_failure(p, y, 1.0) == 0.0  # all escalated: nothing left to fail
+    with pytest.raises(ValueError, match="3 scores for 4 labels"):
+        residual_failure(p[:3], y, 0.5)
