@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -98,6 +99,9 @@ class OpenAITeacher(Teacher):
         self.prices = prices or PriceTable()
         self.stats = TeacherStats()
         self._rng = random.Random(seed)
+        # serve calls act() from a thread pool: the counters and the running total are updated
+        # under this lock so that concurrent calls lose no count
+        self._lock = threading.Lock()
 
     def act(self, turns: list[Turn], info: dict[str, Any], *, fallback_action: str) -> TeacherReply:
         fmt = self.prompt_format or format_for(str(info.get("family") or "textworld"))
@@ -106,11 +110,13 @@ class OpenAITeacher(Teacher):
         if reply.content is not None:
             action = fmt.extract_action(reply.content)
             if action:
-                self.total += reply.cost
-                self.stats.successes += 1
+                with self._lock:
+                    self.total += reply.cost
+                    self.stats.successes += 1
                 return TeacherReply(action, reply.cost, retries=reply.retries)
             error = "the teacher's reply held no action"
-        self.stats.fallbacks += 1
+        with self._lock:
+            self.stats.fallbacks += 1
         logger.warning("teacher %s failed (%s); using the SLM's action", self.url, error)
         return TeacherReply(
             fallback_action, CallCost(), fallback=True, error=error, retries=reply.retries
@@ -134,7 +140,8 @@ class OpenAITeacher(Teacher):
         for attempt in range(self.max_retries + 1):
             if attempt:
                 retries += 1
-                self.stats.retries += 1
+                with self._lock:
+                    self.stats.retries += 1
             try:
                 content, usage = self._post(body)
             except _Retryable as exc:
@@ -157,7 +164,8 @@ class OpenAITeacher(Teacher):
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        self.stats.requests += 1
+        with self._lock:
+            self.stats.requests += 1
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 raw = response.read(4 * 1024 * 1024)

@@ -124,3 +124,17 @@ def test_local_teacher_with_smollm2_acts_and_costs_tokens() -> None:
     assert not first.fallback and first.action and first.action == second.action  # greedy
     assert first.cost.calls == 1 and first.cost.prompt_tokens > 20
     assert teacher.total.calls == 2
+
+
+def test_concurrent_calls_lose_no_count(server: FakeOpenAI) -> None:
+    """serve shares one teacher across its thread pool: every call is counted once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    teacher = _teacher(server.base_url, timeout=30.0)  # no retry for a slow, busy machine
+    server.script = ["500"] * 10  # the first 10 requests fail once each and are retried
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda _: teacher.act(TURNS, {}, fallback_action="x"), range(64)))
+    assert all(r.action == "take knife" for r in replies)
+    assert teacher.stats.successes == 64 and teacher.stats.fallbacks == 0
+    assert teacher.stats.retries == 10 and teacher.stats.requests == 74
+    assert teacher.total.calls == 64 and teacher.total.prompt_tokens == 64 * 40
