@@ -73,6 +73,10 @@ class EvalSettings:
     backend: str = "transformers"  # the SLM engine (r2v_agent.policy.base.BACKENDS)
     slm_url: str | None = None  # the openai backend's server: every worker is its client
     sample_cache: str | None = None  # SQLite file of SLM samples shared across methods
+    #: CPU threads per worker (default: the machine's cores / workers). Lower it when other
+    #: engines share the machine: a llama.cpp engine with more threads than it gets cores
+    #: stalls at its barriers (measured 10x slower beside another run on 2 cores).
+    threads: int | None = None
 
 
 #: Evaluation perturbation seeds are 100, 101, ...: never one of the training seeds 1..N.
@@ -233,12 +237,12 @@ def _run_job_tuple(args: tuple[Job, EvalSettings, float | None]) -> dict[str, An
 def _process_pool(
     jobs: list[Job], settings: EvalSettings, rate: float | None
 ) -> Iterator[dict[str, Any]]:
+    threads = settings.threads or max(1, (os.cpu_count() or 1) // max(1, settings.workers))
     if settings.workers <= 1:
-        _worker_init(max(1, os.cpu_count() or 1))
+        _worker_init(threads)
         for job in jobs:
             yield run_job(job, settings, rate)
         return
-    threads = max(1, (os.cpu_count() or 1) // settings.workers)
     ctx = mp.get_context("spawn")
     with ctx.Pool(settings.workers, initializer=_worker_init, initargs=(threads,)) as pool:
         yield from pool.imap_unordered(_run_job_tuple, [(j, settings, rate) for j in jobs])
@@ -445,6 +449,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="episode processes (default 2; vllm: 1)"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads per worker (default: cores / workers; lower it beside other runs)",
+    )
     parser.add_argument("--executor", choices=["process", "ray"], default="process")
     parser.add_argument("--ray-address", default=None)
     parser.add_argument("--ppo-cost", type=float, default=0.3)
@@ -515,6 +525,9 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         return 2
     if args.workers is None:
         args.workers = 1 if args.backend == "vllm" else 2
+    if args.threads is not None and args.threads < 1:
+        print(f"r2v eval: error: --threads must be at least 1, got {args.threads}")
+        return 2
     if args.backend == "vllm" and args.workers > 1 and args.executor == "process":
         print(
             "r2v eval: error: --backend vllm starts one engine per worker process; use "
@@ -523,11 +536,13 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         )
         return 2
     env_id, kwargs, agent, perturbation, max_steps, n_seeds, tasks = None, {}, None, None, 20, 1, 10
+    rollouts: Path | None = None  # the router stage's logged SLM steps (for --shares)
     if args.config:
         from r2v_agent.config import PipelineConfig
 
         cfg = PipelineConfig.from_yaml(args.config)
         env_id, kwargs, agent = cfg.env.id, cfg.env.kwargs, str(cfg.agent_dir)
+        rollouts = cfg.run_dir / "router" / "rollouts.jsonl"
         perturbation, max_steps = cfg.env.perturbation, cfg.env.max_steps
         n_seeds, tasks = cfg.env.perturbation_seeds, cfg.env.heldout_tasks
     env_id = args.env or env_id
@@ -547,7 +562,9 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     for name in [s for s in args.sweep.split(",") if s]:
         if args.shares:
             shares = [float(x) for x in args.shares.split(",") if x]
-            rollouts = Path(agent).parent / "rollouts.jsonl"
+            # the run's own router stage, also for another agent of that run (--agent): a
+            # variant's thresholds are read off the same training-game steps
+            rollouts = rollouts or Path(agent).parent / "rollouts.jsonl"
             try:
                 points = thresholds_for_shares(name, shares, rollouts, agent)
             except (ConfigError, FileNotFoundError) as exc:
@@ -568,6 +585,7 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         max_steps=args.max_steps or max_steps,
         seed=args.seed,
         workers=args.workers,
+        threads=args.threads,
         executor=args.executor,
         ray_address=args.ray_address,
         ppo_cost=args.ppo_cost,

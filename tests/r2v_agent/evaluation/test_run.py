@@ -329,3 +329,27 @@ def test_each_perturbed_replay_of_a_task_gets_its_own_random_stream() -> None:
         RandomRouter(0.5, seed=actor_seed(0, Job("random", 0, z)))(features) for z in (100, 101)
     )
     assert not np.array_equal(a, b)
+
+
+def test_shares_of_another_agent_of_a_run_use_the_runs_router_stage(
+    tiny_agent_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--config`` with ``--agent`` (a variant of the run's agent, saved elsewhere): the sweep's
+    thresholds come from the run's router-stage log, as for the run's own agent."""
+    from r2v_agent.cli import main
+
+    log = _slm_rollouts(tiny_agent_dir, tmp_path / "run" / "router" / "rollouts.jsonl")
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "name: variant-test\noutput_dir: run\nenv: {id: R2V/TextWorld-v0, kwargs: {difficulty: 1}, "
+        "heldout_tasks: 1, max_steps: 3}\n"
+    )
+    args = ["eval", "--config", str(config), "--agent", str(tiny_agent_dir), "--seeds", "none"]
+    args += ["--methods", "", "--sweep", "entropy", "--shares", "0.5", "--tasks", "1"]
+    out = tmp_path / "e.jsonl"
+    assert main([*args, "--out", str(out), "--workers", "1", "--threads", "1"]) == 0
+    assert f"for shares [0.5] of {log}" in capsys.readouterr().out
+    (record,) = read_episodes(out)
+    assert record["agent"].startswith("entropy@")
+    assert main([*args, "--out", str(out), "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().out
