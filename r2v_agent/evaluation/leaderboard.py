@@ -494,11 +494,12 @@ def _reverse_lines(
         except ValueError:
             continue
         share = m.share_at_r2v_success  # here: R2V's frontier at the entropy point's success
-        if np.isinf(share.value) or share.value == 0:
+        if np.isinf(share.value) or share.value == 0 or m.r2v_share == 0:
             continue
-        # the entropy point's share over R2V's -> R2V's over the entropy point's (1 / ratio)
+        # the entropy point's share over R2V's -> R2V's over the entropy point's (1 / ratio);
+        # a resample where R2V's frontier never got there has ratio 0: an open upper end
         with np.errstate(divide="ignore"):
-            low, high = 1.0 / m.share_ratio.ci_high, 1.0 / m.share_ratio.ci_low
+            low, high = 1.0 / np.array([m.share_ratio.ci_high, m.share_ratio.ci_low])
         lines.append(
             f"- {env}: at {row.method}'s success {_fmt(m.r2v_success)} (LLM share "
             f"{_fmt(m.r2v_share)}) R2V's frontier needs LLM share {_fmt(share.value)} "

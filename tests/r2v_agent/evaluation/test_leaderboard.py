@@ -332,3 +332,21 @@ def test_r2v_frontier_at_each_entropy_point_by_hand() -> None:
     # the best R2V point at <= 50 % share is its own tau (0.75): 25 points below LLM-only
     assert "R2V's best such point r2v (share 0.250): LLM-only minus it +0.250" in text
     assert "-- not met." in text
+
+
+def test_reverse_direction_with_resamples_the_r2v_frontier_never_reaches() -> None:
+    """Without LLM-only as its end, R2V's frontier misses the entropy point's success in some
+    draws of games: the ratio's CI is open above, not a crash."""
+    from r2v_agent.evaluation.leaderboard import headline
+
+    records = []
+    for task in range(4):
+        records += [
+            _fixed("slm", None, task, False, 0),
+            _fixed("entropy@0.5", 0.5, task, task in (0, 1), 2),  # 0.5 at share 0.5
+            _fixed("r2v", None, task, task in (0, 2), 1),  # 0.5 at share 0.25
+            _fixed("r2v@0.9", 0.9, task, False, 0),
+        ]
+    line = next(x for x in headline(build_rows(records)) if "at entropy@0.5's success" in x)
+    assert "R2V's frontier needs LLM share 0.250 (measured: r2v)" in line
+    assert "0.50x the entropy router's, CI [" in line and ", inf]" in line
