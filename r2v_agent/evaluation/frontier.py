@@ -1,11 +1,12 @@
 """Success-vs-LLM-share frontiers compared at matched cost, with CIs that resample games.
 
 A router's frontier is its measured operating points (one per threshold) with SLM-only (share 0)
-and LLM-only (share 1) as its ends, joined by straight lines. Three comparisons against R2V's
-operating point and frontier:
+and LLM-only (share 1) as its ends, joined by straight lines. Three comparisons of an operating
+point (R2V's tau) with a baseline's frontier, or of frontiers:
 
-- the LLM share a baseline's frontier needs to reach R2V's success, and R2V's share over it;
-- the baseline's success at R2V's LLM share, and R2V's success minus it;
+- the LLM share the frontier needs to reach the point's success, and the point's share over it
+  (with the roles swapped: R2V's frontier at an entropy point's success);
+- the frontier's success at the point's LLM share, and the point's success minus it;
 - the area under each frontier over [0, 1], and the difference of the areas.
 
 Each estimate comes with a percentile bootstrap CI that resamples **games** (a game's
@@ -83,22 +84,22 @@ class Estimate:
 
 @dataclass(frozen=True)
 class MatchedCost:
-    """R2V's operating point against a baseline's frontier, on the episodes they all share."""
+    """An operating point against a baseline's frontier, on the episodes they all share."""
 
-    baseline: str
+    baseline: str  #: whose frontier the point is compared with
     episodes: int
     games: int
-    r2v_share: float
-    r2v_success: float
-    #: the baseline's LLM share at R2V's success (+inf: its frontier never gets there)
-    share_at_r2v_success: Estimate
+    point_share: float  #: the operating point's LLM share (on the shared episodes)
+    point_success: float
+    #: the baseline's LLM share at the point's success (+inf: its frontier never gets there)
+    share_at_point_success: Estimate
     share_note: str
-    #: R2V's share over that share (0: the baseline never gets there; inf: it needs no LLM)
+    #: the point's share over that share (0: the baseline never gets there; inf: it needs none)
     share_ratio: Estimate
-    #: the baseline's success at R2V's LLM share
-    success_at_r2v_share: Estimate
+    #: the baseline's success at the point's LLM share
+    success_at_point_share: Estimate
     success_note: str
-    #: R2V's success minus the baseline's at R2V's share
+    #: the point's success minus the baseline's at the point's share
     success_gap: Estimate
 
 
@@ -203,7 +204,7 @@ def _estimate(values: np.ndarray) -> Estimate:
 
 
 def matched_cost(
-    r2v: FrontierPoint,
+    point: FrontierPoint,
     sweep: Sequence[FrontierPoint],
     *,
     slm: FrontierPoint | None,
@@ -212,10 +213,11 @@ def matched_cost(
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> MatchedCost:
-    """R2V's operating point against ``sweep`` (one baseline's measured points; SLM-only and
-    LLM-only, when given, are its ends), paired over the episodes all of them played."""
+    """One operating point (R2V's tau; or, the other way round, an entropy point) against
+    ``sweep``, the measured points of the ``baseline`` frontier (SLM-only and LLM-only, when
+    given, are its ends), paired over the episodes all of them played."""
     ends = [p for p in (slm, llm) if p is not None]
-    data = _Resampled([r2v, *sweep, *ends], n_resamples=n_resamples, seed=seed)
+    data = _Resampled([point, *sweep, *ends], n_resamples=n_resamples, seed=seed)
     columns = list(range(1, data.success.shape[1]))
     rows = data.success.shape[0]
     share = np.full(rows, np.nan)
@@ -225,17 +227,17 @@ def matched_cost(
     share_note = success_note = "no sweep point"
     for row in range(rows):
         curve = data.curve(row, columns)
-        r2v_share, r2v_success = float(data.share[row, 0]), float(data.success[row, 0])
-        matched = share_at_success(curve, r2v_success)
+        point_share, point_success = float(data.share[row, 0]), float(data.success[row, 0])
+        matched = share_at_success(curve, point_success)
         # never reached: the baseline needs more than every measured point (+inf share)
         share[row] = np.inf if matched is None else matched[0]
         if share[row] == 0:
-            ratio[row] = np.inf if r2v_share > 0 else 1.0
+            ratio[row] = np.inf if point_share > 0 else 1.0
         else:
-            ratio[row] = r2v_share / share[row]
-        at_share = success_at_share(curve, r2v_share)
+            ratio[row] = point_share / share[row]
+        at_share = success_at_share(curve, point_share)
         if at_share is not None:
-            success[row], gap[row] = at_share[0], r2v_success - at_share[0]
+            success[row], gap[row] = at_share[0], point_success - at_share[0]
         if row == 0:
             share_note = "never reached" if matched is None else matched[1]
             success_note = "outside the sweep" if at_share is None else at_share[1]
@@ -243,12 +245,12 @@ def matched_cost(
         baseline=baseline,
         episodes=data.episodes,
         games=data.games,
-        r2v_share=float(data.share[0, 0]),
-        r2v_success=float(data.success[0, 0]),
-        share_at_r2v_success=_estimate(share),
+        point_share=float(data.share[0, 0]),
+        point_success=float(data.success[0, 0]),
+        share_at_point_success=_estimate(share),
         share_note=share_note,
         share_ratio=_estimate(ratio),
-        success_at_r2v_share=_estimate(success),
+        success_at_point_share=_estimate(success),
         success_note=success_note,
         success_gap=_estimate(gap),
     )

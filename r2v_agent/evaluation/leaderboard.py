@@ -445,28 +445,28 @@ def _matched_cost_lines(
         return [f"- {env}: R2V and the entropy sweep share no episode: no matched comparison."]
     on = f"on the {m.episodes} episodes ({m.games} games) every point played"
     lines = []
-    share = m.share_at_r2v_success
+    share = m.share_at_point_success
     if np.isinf(share.value):
         lines.append(
-            f"- {env}: the entropy sweep never reaches R2V's success {_fmt(m.r2v_success)} ({on})."
+            f"- {env}: the entropy sweep never reaches R2V's success {_fmt(m.point_success)} ({on})."
         )
     elif share.value == 0:
         lines.append(
-            f"- {env}: R2V's success {_fmt(m.r2v_success)} is no higher than SLM-only's: "
+            f"- {env}: R2V's success {_fmt(m.point_success)} is no higher than SLM-only's: "
             f"no LLM share is needed to match it ({on})."
         )
     else:
         lines.append(
             f"- {env}: at R2V's success the entropy router needs LLM share {_fmt(share.value)} "
-            f"({m.share_note}); 95% CI over games {_ci(share)}; R2V uses {_fmt(m.r2v_share)} "
+            f"({m.share_note}); 95% CI over games {_ci(share)}; R2V uses {_fmt(m.point_share)} "
             f"({m.share_ratio.value:.2f}x, CI {_ci(m.share_ratio, 2)}) ({on}); target <= "
             f"{TARGET_SHARE_RATIO}x: {'met' if m.share_ratio.value <= TARGET_SHARE_RATIO else 'not met'}."
         )
-    at = m.success_at_r2v_share
+    at = m.success_at_point_share
     if not np.isnan(at.value):
         lines.append(
-            f"- {env}: at R2V's LLM share {_fmt(m.r2v_share)} the entropy router reaches success "
-            f"{_fmt(at.value)} ({m.success_note}); R2V {_fmt(m.r2v_success)}: difference "
+            f"- {env}: at R2V's LLM share {_fmt(m.point_share)} the entropy router reaches success "
+            f"{_fmt(at.value)} ({m.success_note}); R2V {_fmt(m.point_success)}: difference "
             f"{m.success_gap.value:+.3f}, 95% CI over games {_ci(m.success_gap, signed=True)} ({on})."
         )
     return lines
@@ -493,17 +493,17 @@ def _reverse_lines(
             )
         except ValueError:
             continue
-        share = m.share_at_r2v_success  # here: R2V's frontier at the entropy point's success
-        if np.isinf(share.value) or share.value == 0 or m.r2v_share == 0:
+        share = m.share_at_point_success  # R2V's frontier at the entropy point's success
+        if np.isinf(share.value) or share.value == 0 or m.point_share == 0:
             continue
         # the entropy point's share over R2V's -> R2V's over the entropy point's (1 / ratio);
         # a resample where R2V's frontier never got there has ratio 0: an open upper end
         with np.errstate(divide="ignore"):
             low, high = 1.0 / np.array([m.share_ratio.ci_high, m.share_ratio.ci_low])
         lines.append(
-            f"- {env}: at {row.method}'s success {_fmt(m.r2v_success)} (LLM share "
-            f"{_fmt(m.r2v_share)}) R2V's frontier needs LLM share {_fmt(share.value)} "
-            f"({m.share_note}), CI {_ci(share)}: {share.value / m.r2v_share:.2f}x the entropy "
+            f"- {env}: at {row.method}'s success {_fmt(m.point_success)} (LLM share "
+            f"{_fmt(m.point_share)}) R2V's frontier needs LLM share {_fmt(share.value)} "
+            f"({m.share_note}), CI {_ci(share)}: {share.value / m.point_share:.2f}x the entropy "
             f"router's, CI [{low:.2f}, {high:.2f}] (on the {m.episodes} episodes every point "
             "played)."
         )

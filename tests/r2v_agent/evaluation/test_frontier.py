@@ -25,12 +25,12 @@ R2V = point("r2v", [(True, 1), (True, 1)])  # share 0.25, success 1.0
 
 def test_matched_cost_by_hand() -> None:
     m = matched_cost(R2V, [ENTROPY], slm=SLM, llm=LLM, baseline="entropy", n_resamples=200)
-    assert (m.episodes, m.games, m.r2v_share, m.r2v_success) == (2, 2, 0.25, 1.0)
+    assert (m.episodes, m.games, m.point_share, m.point_success) == (2, 2, 0.25, 1.0)
     # frontier (0, 0) - (0.25, 0.5) - (1, 1): success 1.0 first at share 1.0 (LLM-only)
-    assert m.share_at_r2v_success.value == 1.0 and m.share_note == "measured: llm"
+    assert m.share_at_point_success.value == 1.0 and m.share_note == "measured: llm"
     assert m.share_ratio.value == 0.25
     # at share 0.25 the entropy point itself: success 0.5, R2V 0.5 higher
-    assert m.success_at_r2v_share.value == 0.5 and m.success_note == "measured: entropy@0.5"
+    assert m.success_at_point_share.value == 0.5 and m.success_note == "measured: entropy@0.5"
     assert m.success_gap.value == 0.5
     for estimate in (m.share_ratio, m.success_gap):
         assert estimate.ci_low <= estimate.value <= estimate.ci_high
@@ -42,8 +42,8 @@ def test_interpolation_between_points_by_hand() -> None:
     m = matched_cost(R2V, [entropy], slm=SLM, llm=LLM, baseline="entropy", n_resamples=50)
     # success 1.0 is reached at LLM-only: share 1.0; at share 0.25 the line from (0, 0) to
     # (0.5, 0.5) gives 0.25, so R2V is 0.75 higher
-    assert m.share_at_r2v_success.value == 1.0
-    assert m.success_at_r2v_share.value == pytest.approx(0.25)
+    assert m.share_at_point_success.value == 1.0
+    assert m.success_at_point_share.value == pytest.approx(0.25)
     assert m.success_gap.value == pytest.approx(0.75)
     assert m.success_note.startswith("interpolated: slm to entropy@0.3, 50.0 share points apart")
     assert "not a matched comparison" in m.success_note
@@ -62,20 +62,20 @@ def test_identical_games_give_a_zero_width_ci() -> None:
         baseline="entropy",
         n_resamples=100,
     )
-    for estimate in (m.share_at_r2v_success, m.share_ratio, m.success_gap):
+    for estimate in (m.share_at_point_success, m.share_ratio, m.success_gap):
         assert estimate.ci_low == estimate.value == estimate.ci_high
 
 
 def test_a_frontier_that_never_reaches_r2v_has_infinite_share() -> None:
     m = matched_cost(R2V, [ENTROPY], slm=SLM, llm=None, baseline="entropy", n_resamples=50)
-    assert math.isinf(m.share_at_r2v_success.value) and m.share_note == "never reached"
+    assert math.isinf(m.share_at_point_success.value) and m.share_note == "never reached"
     assert m.share_ratio.value == 0.0
 
 
 def test_only_episodes_every_point_played_count() -> None:
     extra = FrontierPoint("r2v", {**R2V.episodes, (2, 0): Episode("g0", False, 4, 4)})
     m = matched_cost(extra, [ENTROPY], slm=SLM, llm=LLM, baseline="entropy", n_resamples=50)
-    assert (m.episodes, m.r2v_success) == (2, 1.0)  # the seed-2 episode is R2V's alone
+    assert (m.episodes, m.point_success) == (2, 1.0)  # the seed-2 episode is R2V's alone
     with pytest.raises(ValueError, match="share no episode"):
         matched_cost(
             point("r2v", []), [ENTROPY], slm=SLM, llm=LLM, baseline="entropy", n_resamples=5
