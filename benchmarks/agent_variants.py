@@ -16,24 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
 from r2v_agent.config import PipelineConfig
 from r2v_agent.errors import R2VAgentError
+from r2v_agent.training.router_ablation import copy_agent
 
 #: policy choice -> the stage folder (under the run) holding that policy
 POLICIES = {"bc": "bc/policy", "dpo": "dpo/policy"}
 VERIFIERS = ("learned", "rule")
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:  # another file system
-        shutil.copy2(src, dst)
 
 
 def save_variant(run_dir: Path, policy: str, verifier: str, out: Path) -> None:
@@ -47,14 +39,10 @@ def save_variant(run_dir: Path, policy: str, verifier: str, out: Path) -> None:
     if out.exists():
         raise R2VAgentError(f"{str(out)!r} exists: choose a new folder")
     spec = json.loads(config_path.read_text())
-    out.mkdir(parents=True)
-    shutil.copytree(source, out / "policy", copy_function=_link_or_copy)
-    for name in ("router.safetensors", "router_ppo.zip"):
-        if (agent / name).is_file():
-            shutil.copy2(agent / name, out / name)
-    if verifier == "learned":
-        shutil.copy2(agent / spec["verifier"]["path"], out / spec["verifier"]["path"])
-    else:
+    copy_agent(agent, out, policy=source)
+    if verifier == "rule":
+        if "path" in spec["verifier"]:
+            (out / spec["verifier"]["path"]).unlink(missing_ok=True)
         spec["verifier"] = {"type": "RuleVerifier", "family": spec["family"]}
     spec["policy"]["path"] = "policy"
     spec["router_note"] = f"agent variant: {policy} policy, {verifier} verifier"

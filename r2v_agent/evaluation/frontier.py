@@ -78,9 +78,6 @@ class Estimate:
     ci_high: float
     undefined: float = 0.0
 
-    def __str__(self) -> str:
-        return f"{_num(self.value)} [{_num(self.ci_low)}, {_num(self.ci_high)}]"
-
 
 @dataclass(frozen=True)
 class MatchedCost:
@@ -101,10 +98,6 @@ class MatchedCost:
     success_note: str
     #: the point's success minus the baseline's at the point's share
     success_gap: Estimate
-
-
-def _num(value: float) -> str:
-    return "inf" if np.isinf(value) else f"{value:.3f}"
 
 
 def _between(a: str, b: str, s0: float, s1: float) -> str:

@@ -29,6 +29,7 @@ __all__ = [
     "load_router_stage",
     "render_table",
     "save_variant_agent",
+    "copy_agent",
 ]
 
 #: name -> the RouterConfig fields it changes. ``all`` is the configured router itself.
@@ -133,6 +134,31 @@ def render_table(rows: list[dict[str, Any]]) -> str:
 ROLLOUTS = ("all", "slm")
 
 
+def copy_agent(source: Path, out: Path, *, policy: Path | None = None) -> None:
+    """Copy the saved agent folder ``source`` to ``out`` (a new folder), with ``policy`` (a
+    policy folder) in place of its own if given. Only the policy's files -- large and never
+    rewritten -- are hard-linked where the disk allows: a hard-linked config.json or router
+    file would be rewritten in both folders when the copy is edited."""
+    import os
+    import shutil
+
+    def link_weights(src: str, dst: str) -> None:
+        if Path(src).parent.name == "policy":
+            try:
+                os.link(src, dst)
+                return
+            except OSError:  # another file system
+                pass
+        shutil.copy2(src, dst)
+
+    def skip_policy(folder: str, names: list[str]) -> list[str]:
+        return ["policy"] if policy is not None and Path(folder) == source else []
+
+    shutil.copytree(source, out, copy_function=link_weights, ignore=skip_policy)
+    if policy is not None:
+        shutil.copytree(policy, out / "policy", copy_function=link_weights)
+
+
 def save_variant_agent(
     run_dir: str | Path,
     config: RouterConfig,
@@ -146,8 +172,6 @@ def save_variant_agent(
     a new agent folder ``out`` (the policy's files are hard-linked where the disk allows), to
     be evaluated like any agent (``benchmarks/run.py --agent out``). Returns the fit's report."""
     import json
-    import os
-    import shutil
 
     from r2v_agent.errors import ConfigError
     from r2v_agent.router.saving import save_router
@@ -166,18 +190,7 @@ def save_variant_agent(
     variant = dataclasses.replace(config, **(changes or {}))
     router, report, _ = fit_router(episodes, labels, variant, seed=seed)
 
-    def link_weights(src: str, dst: str) -> None:
-        # Only the policy's (large, never rewritten) files are shared with the run's agent:
-        # a hard-linked config.json or router file would be rewritten in both folders.
-        if Path(src).parent.name == "policy":
-            try:
-                os.link(src, dst)
-                return
-            except OSError:  # another file system
-                pass
-        shutil.copy2(src, dst)
-
-    shutil.copytree(source, out, copy_function=link_weights)
+    copy_agent(source, out)
     (out / "router.safetensors").unlink(missing_ok=True)  # the variant writes its own
     spec = json.loads((out / "config.json").read_text())
     spec["router"] = save_router(router, out)
