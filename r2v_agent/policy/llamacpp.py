@@ -16,6 +16,12 @@ log-probs, many times slower, and its server ignores ``n``):
 
 Stopping is the transformers backend's rule: an end-of-generation token, or -- for one-line
 actions -- a line break once the candidate has text (leading line breaks are skipped).
+
+Reproducibility: a seed gives the same candidates for the same prompt after the same earlier
+calls. With ``prefix_cache`` the earlier calls decide how much of the prompt is computed, and in
+what batch; llama.cpp's kernels depend on the batch size, so the logits differ in float rounding
+(~1e-4) and a sampled token can differ now and then (1 call in 120-150 measured on a tiny random
+model, whose distributions are near-uniform). Turn it off for bit-exact reruns in another order.
 """
 
 from __future__ import annotations

@@ -40,13 +40,20 @@ def test_the_policy_contract(tiny) -> None:
         assert all(lp <= 0.0 for lp in c.token_logprobs)
         assert all(0.0 <= h <= math.log(len(tokenizer)) + 1e-6 for h in c.token_entropies)
     assert len(policy.sample(MESSAGES, greedy=True, max_new_tokens=4).candidates) == 1
-    # Seeded: the same seed gives the same candidates, another seed others.
-    policy.reseed(7)
-    first = [c.text for c in policy.sample(MESSAGES, max_new_tokens=8).candidates]
-    policy.reseed(7)
-    again = [c.text for c in policy.sample(MESSAGES, max_new_tokens=8).candidates]
-    policy.reseed(8)
-    other = [c.text for c in policy.sample(MESSAGES, max_new_tokens=8).candidates]
+    # Seeded: the same seed gives the same candidates, another seed others. Without the prefix
+    # cache every call takes the same kernels; with it, the first call computes the whole prompt
+    # and the second one token, whose logits differ by float rounding, which flips a draw of
+    # this near-uniform model about once in 150 calls (test_prefix_reuse... checks that path).
+    policy.prefix_cache = False
+    try:
+        policy.reseed(7)
+        first = [c.text for c in policy.sample(MESSAGES, max_new_tokens=8).candidates]
+        policy.reseed(7)
+        again = [c.text for c in policy.sample(MESSAGES, max_new_tokens=8).candidates]
+        policy.reseed(8)
+        other = [c.text for c in policy.sample(MESSAGES, max_new_tokens=8).candidates]
+    finally:
+        policy.prefix_cache = True
     assert first == again and first != other
 
 
@@ -117,22 +124,28 @@ def test_prefix_reuse_computes_only_the_new_suffix(tiny) -> None:
     fresh.prefix_cache = False
     fmt = FORMATS["textworld"]
     turns = [Turn("You are in a kitchen. A knife lies on the table; a door leads north.")]
-    computed = []
+    computed, agreed = [], []
     for step in range(3):
         messages = fmt.messages(turns)
         cached.reseed(step)
         fresh.reseed(step)
         a = cached.sample(messages, max_new_tokens=6)
         b = fresh.sample(messages, max_new_tokens=6)
-        assert [c.token_ids for c in a.candidates] == [c.token_ids for c in b.candidates]
         # llama.cpp's kernels depend on the batch size, so the numbers differ in the 4th
-        # decimal (3e-4 seen): the same tolerance as against the fp32 model.
+        # decimal (3e-4 seen): the same tolerance as against the fp32 model. That rounding also
+        # flips a sampled token now and then (1 call in 120 measured on this near-uniform
+        # model), and the later draws of that call part ways: the candidates must be the same
+        # in at least two of the three steps, and every candidate that is the same must have
+        # the same log-probs.
+        agreed.append([c.token_ids for c in a.candidates] == [c.token_ids for c in b.candidates])
         for x, y in zip(a.candidates, b.candidates, strict=True):
-            np.testing.assert_allclose(x.token_logprobs, y.token_logprobs, atol=2e-3)
+            if x.token_ids == y.token_ids:
+                np.testing.assert_allclose(x.token_logprobs, y.token_logprobs, atol=2e-3)
         assert b.computed_prompt_tokens == b.prompt_tokens
         computed.append((a.computed_prompt_tokens, a.prompt_tokens))
         turns[-1] = Turn(turns[-1].observation, "look")
         turns.append(Turn(f"Step {step}: you look around. Nothing has changed."))
+    assert sum(agreed) >= 2, agreed
     # After the first step only the turns added since the last call are computed.
     assert all(done < total / 2 for done, total in computed[1:]), computed
     # The same prompt again: one token recomputed (its logits are needed).
