@@ -29,7 +29,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from r2v_agent.config import PipelineConfig
-from r2v_agent.errors import R2VAgentError
+from r2v_agent.errors import ConfigError, R2VAgentError
 from r2v_agent.metrics import cluster_bootstrap_ci
 
 
@@ -49,7 +49,11 @@ def point_config(
     """The base config with N training games and the curve's fixed BC budget (and, if given,
     K samples a step instead of the base config's, the prompt's action log and DAgger rounds
     after BC, each of the same budget), and the point's label (``{setting}/games-{N}``)."""
-    kwargs = {**base.env.kwargs, "show_commands": commands}
+    kwargs = dict(base.env.kwargs)
+    if is_textworld(base):
+        kwargs["show_commands"] = commands
+    elif commands:
+        raise ConfigError(f"--commands on is a TextWorld setting; {base.env.id} has none")
     env = dataclasses.replace(
         base.env, train_tasks=games, kwargs=kwargs, perturbation_seeds=perturbation_seeds
     )
@@ -63,6 +67,10 @@ def point_config(
     out = run_root / f"{base.name}-{tag}" / f"games-{games}"
     config = dataclasses.replace(base, env=env, bc=bc, policy=policy, output_dir=str(out.resolve()))
     return config, f"{tag}/games-{games}"
+
+
+def is_textworld(config: PipelineConfig) -> bool:
+    return "textworld" in config.env.id.lower()
 
 
 #: The curve's BC budget; a point trained on another budget says so in its label.
@@ -247,7 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", required=True, help="the base pipeline config")
     parser.add_argument("--games", default="40,160,480", help="training-game counts, e.g. 40,160")
-    parser.add_argument("--commands", choices=("on", "off"), default="on")
+    parser.add_argument(
+        "--commands",
+        choices=("on", "off"),
+        default=None,
+        help="TextWorld: end observations with the admissible commands (default on); other envs: off",
+    )
     parser.add_argument(
         "--examples", type=int, default=DEFAULT_EXAMPLES, help="BC examples at every point"
     )
@@ -283,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         base = PipelineConfig.from_yaml(args.config)
         games = sorted({int(g) for g in args.games.split(",")})
         seeds = [int(z) for z in args.seeds.split(",")]
+        commands = args.commands == "on" if args.commands else is_textworld(base)
+        if commands and not is_textworld(base):
+            raise ConfigError(f"--commands on is a TextWorld setting; {base.env.id} has none")
     except (R2VAgentError, ValueError) as exc:
         print(f"generalisation_curve: error: {exc}")
         return 2
@@ -296,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         config, label = point_config(
             base,
             n,
-            commands=args.commands == "on",
+            commands=commands,
             examples=args.examples,
             epochs=args.epochs,
             perturbation_seeds=args.perturbation_seeds,

@@ -3,8 +3,10 @@ from a seed, like TextWorld's game generator -- so a benchmark can hold out many
 
 Each family is a function ``rng -> FamilyTask``; :func:`write_task` writes one instance as an
 ordinary Terminal-Bench task folder (``task.yaml``, ``Dockerfile``, ``app/``, ``solution.sh``,
-``run-tests.sh``, ``tests/test_outputs.py``), named ``<family>-s<seed>``, that both sandbox
-backends run unchanged. The same family and seed always write the same bytes.
+``run-tests.sh``, ``tests/test_outputs.py``), named ``s<seed, 4 digits>-<family>``, that both
+sandbox backends run unchanged. The same family and seed always write the same bytes. The seed
+comes first so that task ids sort seed by seed: the env's reset seeds 0..n-1 of a split (how a
+pipeline picks its training tasks) then take every family, not the first family's instances.
 
     python -m r2v_envs.terminalbench.families OUT_DIR --seeds 0-39   # 6 families x 40 seeds
 
@@ -22,7 +24,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["FAMILIES", "FamilyTask", "write_task", "write_dataset", "parse_seeds"]
+__all__ = [
+    "FAMILIES",
+    "FamilyTask",
+    "family_of",
+    "parse_seeds",
+    "task_id",
+    "write_dataset",
+    "write_task",
+]
 
 _DOCKERFILE = (
     "FROM ghcr.io/laude-institute/t-bench/ubuntu-24-04:latest\n\nWORKDIR /app\nCOPY app/ /app/\n"
@@ -172,12 +182,22 @@ FAMILIES: dict[str, Callable[[random.Random], FamilyTask]] = {
 }
 
 
+def task_id(family: str, seed: int) -> str:
+    """The folder name (task id) of ``family``'s instance for ``seed``."""
+    return f"s{seed:04d}-{family}"
+
+
+def family_of(task: str) -> str:
+    """The family a generated task id belongs to."""
+    return task.split("-", 1)[1]
+
+
 def write_task(root: str | Path, family: str, seed: int) -> Path:
     """Write the ``family`` instance of ``seed`` as a task folder under ``root``."""
     if family not in FAMILIES:
         raise ValueError(f"unknown task family {family!r}; choose from {sorted(FAMILIES)}")
     task = FAMILIES[family](random.Random(f"{family}:{seed}"))
-    folder = Path(root) / f"{family}-s{seed}"
+    folder = Path(root) / task_id(family, seed)
     (folder / "tests").mkdir(parents=True, exist_ok=True)
     for rel, content in task.files.items():
         path = folder / "app" / rel

@@ -9,7 +9,14 @@ import gymnasium as gym
 import pytest
 
 import r2v_envs  # noqa: F401
-from r2v_envs.terminalbench.families import FAMILIES, main, parse_seeds, write_dataset
+from r2v_envs.terminalbench.families import (
+    FAMILIES,
+    family_of,
+    main,
+    parse_seeds,
+    task_id,
+    write_dataset,
+)
 from r2v_envs.terminalbench.tasks import load_tasks, split_of
 
 from .conftest import needs_bwrap
@@ -26,8 +33,8 @@ def test_the_same_seed_writes_the_same_bytes_and_seeds_differ(tmp_path: Path) ->
     b = _snapshot(write_dataset(tmp_path / "b", [3, 4]))
     assert a == b and len(a) > 6 * 2 * 5
     for family in FAMILIES:  # two seeds of one family: other values, other answers
-        first = (tmp_path / "a" / f"{family}-s3" / "tests" / "test_outputs.py").read_bytes()
-        second = (tmp_path / "a" / f"{family}-s4" / "tests" / "test_outputs.py").read_bytes()
+        first = (tmp_path / "a" / task_id(family, 3) / "tests" / "test_outputs.py").read_bytes()
+        second = (tmp_path / "a" / task_id(family, 4) / "tests" / "test_outputs.py").read_bytes()
         assert first != second, family
 
 
@@ -37,7 +44,10 @@ def test_generated_folders_are_valid_tasks_and_enough_are_held_out(tmp_path: Pat
     assert len(tasks) == 6 * 40
     held_out = [t for t in tasks if split_of(t) == "test"]
     assert len(held_out) >= 60, len(held_out)
-    assert {t.rsplit("-s", 1)[0] for t in held_out} == set(FAMILIES)  # every family is held out
+    assert {family_of(t) for t in held_out} == set(FAMILIES)  # every family is held out
+    # The first training tasks (a pipeline's reset seeds 0..n-1) take every family.
+    train = sorted(t for t in tasks if split_of(t) == "train")
+    assert {family_of(t) for t in train[:24]} == set(FAMILIES)
     assert parse_seeds("2-4") == [2, 3, 4] and parse_seeds("1,7") == [1, 7]
     with pytest.raises(ValueError, match="unknown task family"):
         write_dataset(tmp_path / "x", [0], ["no-such-family"])

@@ -1,0 +1,41 @@
+"""benchmarks/generalisation_curve.py: the admissible-commands setting belongs to TextWorld."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from r2v_agent.config import PipelineConfig
+from r2v_agent.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "generalisation_curve", ROOT / "benchmarks" / "generalisation_curve.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["textworld-main", "terminalbench-cpu"])
+def test_a_point_config_sets_show_commands_only_on_textworld(name: str, tmp_path: Path) -> None:
+    curve = _script()
+    base = PipelineConfig.from_yaml(ROOT / "benchmarks" / "configs" / f"{name}.yaml")
+    budget = {"examples": 64, "epochs": 1, "perturbation_seeds": 1, "run_root": tmp_path}
+    config, label = curve.point_config(base, 12, commands=False, **budget)
+    assert config.env.train_tasks == 12 and config.bc.max_examples == 64
+    assert label == "plain+64ex/games-12"
+    if name.startswith("textworld"):
+        assert config.env.kwargs["show_commands"] is False
+        on, _ = curve.point_config(base, 12, commands=True, **budget)
+        assert on.env.kwargs["show_commands"] is True
+    else:
+        assert "show_commands" not in config.env.kwargs
+        assert config.env.kwargs == base.env.kwargs
+        with pytest.raises(ConfigError, match="TextWorld setting"):
+            curve.point_config(base, 12, commands=True, **budget)
