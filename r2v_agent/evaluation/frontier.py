@@ -42,7 +42,8 @@ __all__ = [
     "FrontierAreas",
 ]
 
-#: A comparison at matched cost needs a measured point this close (in LLM share) on each side.
+#: A comparison at matched cost needs a measured point of the baseline this close (in LLM share)
+#: to the share it is made at.
 MATCH_WINDOW = 0.05
 
 #: A point of a router's success-vs-LLM-share curve: (LLM share, success, method).
@@ -100,10 +101,16 @@ class MatchedCost:
     success_gap: Estimate
 
 
-def _between(a: str, b: str, s0: float, s1: float) -> str:
-    gap = s1 - s0
-    note = f"interpolated: {a} to {b}, {100 * gap:.1f} share points apart"
-    if gap > 2 * MATCH_WINDOW:
+def _between(a: str, b: str, s0: float, s1: float, at: float) -> str:
+    """Where a value interpolated at share ``at`` between measured points ``a`` (share ``s0``)
+    and ``b`` (``s1``) comes from; a matched comparison needs a measured point within
+    ``MATCH_WINDOW`` of ``at``."""
+    near, name = min((at - s0, a), (s1 - at, b))
+    note = (
+        f"interpolated: {a} to {b}, {100 * (s1 - s0):.1f} share points apart, "
+        f"{100 * near:.1f} from {name}"
+    )
+    if near > MATCH_WINDOW:
         note += (
             f" -- not a matched comparison: no measured point within "
             f"{100 * MATCH_WINDOW:.0f} share points; add sweep points there"
@@ -123,7 +130,7 @@ def share_at_success(curve: list[CurvePoint], target: float) -> tuple[float, str
             return s1, f"measured: {b}"
         if y1 > target:
             share = s0 + (s1 - s0) * (target - y0) / (y1 - y0)
-            return share, _between(a, b, s0, s1)
+            return share, _between(a, b, s0, s1, share)
     if points and points[-1][1] >= target:
         return points[-1][0], f"measured: {points[-1][2]}"
     return None
@@ -137,7 +144,7 @@ def success_at_share(curve: list[CurvePoint], share: float) -> tuple[float, str]
             return y, f"measured: {a}"
     for (s0, y0, a), (s1, y1, b) in zip(points, points[1:], strict=False):
         if s0 < share < s1:
-            return y0 + (y1 - y0) * (share - s0) / (s1 - s0), _between(a, b, s0, s1)
+            return y0 + (y1 - y0) * (share - s0) / (s1 - s0), _between(a, b, s0, s1, share)
     return None
 
 

@@ -203,15 +203,27 @@ def test_matched_points_name_where_they_come_from() -> None:
     assert share == pytest.approx(0.65) and where.startswith(
         "interpolated: entropy@0.5 to llm, 70.0"
     )
-    assert "not a matched comparison" in where  # 70 share points between measured points
+    assert "not a matched comparison" in where  # 35 share points from the nearest measured one
+    # Measured points 40 share points apart, but the value lies 2 from one of them: matched.
+    far = [(0.0, 0.2, "slm"), (0.3, 0.6, "entropy@0.5"), (0.7, 1.0, "entropy@0.1")]
+    share, where = _share_at_success(far, 0.615)  # 0.3 + 0.4 * 0.015 / 0.4 = 0.315
+    assert share == pytest.approx(0.315)
+    assert (
+        where
+        == "interpolated: entropy@0.5 to entropy@0.1, 40.0 share points apart, 1.5 from entropy@0.5"
+    )
+    success, where = _success_at_share(far, 0.66)  # 4 share points below entropy@0.1
+    assert success == pytest.approx(0.96) and where.endswith("4.0 from entropy@0.1")
+    success, where = _success_at_share(far, 0.4)  # 10 from entropy@0.5: not matched
+    assert "10.0 from entropy@0.5 -- not a matched comparison" in where
     assert _share_at_success(curve, 1.01) is None
     assert _success_at_share(curve, 0.3) == (0.6, "measured: entropy@0.5")
     success, where = _success_at_share(curve, 0.15)  # halfway from 0.2 to 0.6
     assert success == pytest.approx(0.4) and where.startswith("interpolated: slm to entropy@0.5")
     # two measured points 8 share points apart: each within 5 of a point between them
     close = [(0.30, 0.6, "entropy@0.5"), (0.38, 0.7, "entropy@0.4")]
-    assert _success_at_share(close, 0.34)[1] == (
-        "interpolated: entropy@0.5 to entropy@0.4, 8.0 share points apart"
+    assert _success_at_share(close, 0.33)[1] == (
+        "interpolated: entropy@0.5 to entropy@0.4, 8.0 share points apart, 3.0 from entropy@0.5"
     )
     assert _success_at_share(curve[1:], 0.1) is None  # below the sweep: no guess
 
