@@ -1,4 +1,4 @@
-"""Result files -> leaderboard.md, leaderboard.csv, frontier.png and reliability.png.
+"""Result files -> leaderboard.md, leaderboard.csv, frontier.png, frontier_cost.png and reliability.png.
 
     python benchmarks/leaderboard.py benchmarks/results/textworld-cpu/episodes.jsonl \\
         --out benchmarks/results/textworld-cpu
@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     except (R2VAgentError, OSError) as exc:
         print(f"leaderboard: error: {exc}", file=sys.stderr)
         return 2
-    print(f"written: {args.out}/leaderboard.md, leaderboard.csv, frontier.png, reliability.png")
+    print(
+        f"written: {args.out}/leaderboard.md, leaderboard.csv, frontier(_cost).png, reliability.png"
+    )
     return 0
 
 

@@ -88,6 +88,7 @@ class Row:
     auc: float | None = None
     outcomes: dict[tuple[Any, Any], bool] = field(default_factory=dict, repr=False)
     game_of: dict[tuple[Any, Any], str] = field(default_factory=dict, repr=False)
+    usd: dict[tuple[Any, Any], float] = field(default_factory=dict, repr=False)
     p_fail: list[float] = field(default_factory=list, repr=False)
     labels: list[float] = field(default_factory=list, repr=False)
     #: per episode (perturbation seed, env seed): game, success, escalations, steps
@@ -225,6 +226,10 @@ def build_rows(
                     (r["perturbation_seed"], r["env_seed"]): bool(r["success"]) for r in group
                 },
                 game_of={(r["perturbation_seed"], r["env_seed"]): _game(r) for r in group},
+                usd={
+                    (r["perturbation_seed"], r["env_seed"]): float(r["cost"].get("usd", 0.0))
+                    for r in group
+                },
                 p_fail=p if has_router else [],
                 labels=y if has_router else [],
                 frontier=FrontierPoint(
@@ -369,6 +374,24 @@ def _cells(row: Row) -> list[str]:
     ]
 
 
+def _bill_lines(env: str, r2v: Row, other: Row, llm: Row | None, keys: list[Any]) -> list[str]:
+    """The dollar cost per episode of R2V and another router on their paired episodes: the
+    LLM-call share counts calls, the bill counts the tokens each call reads."""
+    a = [r2v.usd.get(k, 0.0) for k in keys]
+    b = [other.usd.get(k, 0.0) for k in keys]
+    if not any(a) and not any(b):
+        return []
+    paired = metrics.paired_cluster_test(a, b, [r2v.game_of[k] for k in keys])
+    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+    ratio = f" ({mean_a / mean_b:.2f}x)" if mean_b > 0 else ""
+    versus = f"; LLM-only ${llm.cost_per_episode:.5f}" if llm is not None else ""
+    return [
+        f"- {env}: cost per episode on those episodes, R2V ${mean_a:.5f} vs {other.method} "
+        f"${mean_b:.5f}{ratio}: difference ${paired.difference:+.5f}, 95% CI over games "
+        f"[{paired.ci_low:+.5f}, {paired.ci_high:+.5f}]{versus}."
+    ]
+
+
 def headline(rows: list[Row]) -> list[str]:
     """R2V vs LLM-only and vs the entropy router, per env, as sentences with numbers."""
     lines = []
@@ -404,6 +427,7 @@ def headline(rows: list[Row]) -> list[str]:
                     f"[{paired.ci_low:+.3f}, {paired.ci_high:+.3f}], randomisation p = "
                     f"{paired.p_value:.3g}{' (exact)' if paired.exact else ''}."
                 )
+                lines += _bill_lines(env, r2v, nearest, llm, keys)
             lines.append(
                 f"- {env}: McNemar per episode, R2V vs {nearest.method}: R2V-only wins "
                 f"{test.only_a}, entropy-only wins {test.only_b}, p = {test.p_value:.3g}"
@@ -611,8 +635,13 @@ def render_csv(rows: list[Row]) -> str:
     return buffer.getvalue()
 
 
-def plot_frontier(rows: list[Row], path: str | Path) -> None:
-    """Success vs LLM-call share per env: sweeps as curves, single methods as points."""
+def plot_frontier(rows: list[Row], path: str | Path, *, cost: str = "share") -> None:
+    """Success vs LLM-call share (``cost="share"``) or dollars per episode (``"usd"``) per env:
+    sweeps as curves, single methods as points."""
+
+    def x_of(row: Row) -> float:
+        return row.llm_share if cost == "share" else row.cost_per_episode
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -623,8 +652,8 @@ def plot_frontier(rows: list[Row], path: str | Path) -> None:
     for ax, env in zip(axes[0], envs, strict=True):
         here = [r for r in rows if r.env == env]
         for name in sorted({r.name for r in here}):
-            group = sorted((r for r in here if r.name == name), key=lambda r: r.llm_share)
-            xs = [r.llm_share for r in group]
+            group = sorted((r for r in here if r.name == name), key=x_of)
+            xs = [x_of(r) for r in group]
             ys = [r.success for r in group]
             if len(group) > 1 and name != "random":
                 # a sweep: its points joined, the game-clustered 95% CI as a band
@@ -637,14 +666,18 @@ def plot_frontier(rows: list[Row], path: str | Path) -> None:
                     [r.ci_high - r.success for r in group],
                 ]
                 ax.errorbar(xs, ys, yerr=errs, fmt="s", capsize=3, label=name, alpha=0.85)
-        ax.set_xlabel("LLM-call share")
+        if cost == "share":
+            ax.set_xlabel("LLM-call share")
+            ax.set_xlim(-0.03, 1.03)
+        else:
+            ax.set_xlabel("teacher cost per episode ($)")
         ax.set_ylabel("success rate")
-        ax.set_xlim(-0.03, 1.03)
         ax.set_ylim(-0.03, 1.03)
         ax.set_title(env, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Reliability-cost frontier (95% CIs resampling games: bands for sweeps)")
+    what = "LLM-call share" if cost == "share" else "dollars per episode"
+    fig.suptitle(f"Success vs {what} (95% CIs resampling games: bands for sweeps)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -713,5 +746,7 @@ def write_leaderboard(
     (out_dir / "leaderboard.md").write_text(text)
     (out_dir / "leaderboard.csv").write_text(render_csv(rows))
     plot_frontier(rows, out_dir / "frontier.png")
+    if any(r.cost_per_episode > 0 for r in rows):
+        plot_frontier(rows, out_dir / "frontier_cost.png", cost="usd")
     plot_reliability(rows, out_dir / "reliability.png")
     return text

@@ -138,9 +138,39 @@ def test_write_leaderboard_makes_table_csv_and_plots(tmp_path: Path) -> None:
         for record in synthetic_records():
             writer.write(record)
     write_leaderboard([path], tmp_path / "out")
-    for name in ("leaderboard.md", "leaderboard.csv", "frontier.png", "reliability.png"):
+    for name in (
+        "leaderboard.md",
+        "leaderboard.csv",
+        "frontier.png",
+        "frontier_cost.png",
+        "reliability.png",
+    ):
         assert (tmp_path / "out" / name).stat().st_size > 200, name
-    assert (tmp_path / "out" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "out" / "frontier_cost.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_bill_line_pairs_dollars_per_episode() -> None:
+    from r2v_agent.evaluation.leaderboard import headline
+
+    records = synthetic_records()
+    rows = {r.method: r for r in build_rows(records)}
+    text = "\n".join(headline(list(rows.values())))
+    line = next(x for x in text.splitlines() if "cost per episode on those episodes" in x)
+    # by hand: the synthetic records cost $0.001 a teacher call
+    nearest = line.split(" vs ")[1].split(" $")[0]
+    keys = set(rows["r2v"].outcomes) & set(rows[nearest].outcomes)
+
+    def mean_calls(method: str) -> float:
+        picked = [
+            r["escalations"]
+            for r in records
+            if r["agent"] == method and (r["perturbation_seed"], r["env_seed"]) in keys
+        ]
+        return sum(picked) / len(picked)
+
+    a, b = 0.001 * mean_calls("r2v"), 0.001 * mean_calls(nearest)
+    assert f"R2V ${a:.5f} vs {nearest} ${b:.5f} ({a / b:.2f}x)" in line
+    assert f"difference ${a - b:+.5f}" in line
 
 
 def _leaderboard_cli(*args: str) -> subprocess.CompletedProcess[str]:
