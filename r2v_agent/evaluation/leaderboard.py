@@ -639,6 +639,9 @@ def plot_frontier(rows: list[Row], path: str | Path, *, cost: str = "share") -> 
     """Success vs LLM-call share (``cost="share"``) or dollars per episode (``"usd"``) per env:
     sweeps as curves, single methods as points."""
 
+    if cost not in ("share", "usd"):
+        raise ValueError(f"cost must be 'share' or 'usd', got {cost!r}")
+
     def x_of(row: Row) -> float:
         return row.llm_share if cost == "share" else row.cost_per_episode
 
