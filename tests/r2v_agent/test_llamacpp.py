@@ -17,6 +17,7 @@ from r2v_agent.policy.base import Policy  # noqa: E402
 from r2v_agent.policy.build import build_policy  # noqa: E402
 from r2v_agent.policy.models import build_tiny_random  # noqa: E402
 from r2v_agent.policy.prompts import FORMATS, Turn  # noqa: E402
+from tests.r2v_agent.backend_parity import check_seeded  # noqa: E402
 
 MESSAGES = FORMATS["textworld"].messages(
     [Turn("You are in a kitchen. A knife lies on the table; a door leads north.")]
@@ -40,21 +41,7 @@ def test_the_policy_contract(tiny) -> None:
         assert all(lp <= 0.0 for lp in c.token_logprobs)
         assert all(0.0 <= h <= math.log(len(tokenizer)) + 1e-6 for h in c.token_entropies)
     assert len(policy.sample(MESSAGES, greedy=True, max_new_tokens=4).candidates) == 1
-    # Seeded: the same seed gives the same candidates, another seed others. Without the prefix
-    # cache every call takes the same kernels; with it, the first call computes the whole prompt
-    # and the second one token, whose logits differ by float rounding, which flips a draw of
-    # this near-uniform model about once in 150 calls (test_prefix_reuse... checks that path).
-    policy.prefix_cache = False
-    try:
-        policy.reseed(7)
-        first = [c.text for c in policy.sample(MESSAGES, max_new_tokens=8).candidates]
-        policy.reseed(7)
-        again = [c.text for c in policy.sample(MESSAGES, max_new_tokens=8).candidates]
-        policy.reseed(8)
-        other = [c.text for c in policy.sample(MESSAGES, max_new_tokens=8).candidates]
-    finally:
-        policy.prefix_cache = True
-    assert first == again and first != other
+    check_seeded(policy, MESSAGES)  # with the prefix cache off for the check
 
 
 def test_log_probs_and_entropies_match_transformers(tiny) -> None:
