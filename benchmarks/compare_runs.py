@@ -12,7 +12,8 @@ and a sign-flip randomisation p-value per game (``metrics.paired_cluster_test``)
 
 ``--covariate-shift`` adds, per label, the routed method's steps before and after the episode's
 first escalation (escalation rate; router Brier/ECE on SLM-acted steps against the progress
-label). A router trained on SLM-only rollouts never saw the states after an escalation; next to
+label, left out for an R2V router trained on counterfactual labels, which episodes do not carry:
+``--router-label``, by default what ``stages.json`` beside the first file records). A router trained on SLM-only rollouts never saw the states after an escalation; next to
 a router trained with mixed rollouts, on the same held-out episodes, this shows what that costs:
 
     python benchmarks/compare_runs.py \
@@ -29,7 +30,13 @@ from pathlib import Path
 
 from r2v_agent import metrics
 from r2v_agent.errors import R2VAgentError
-from r2v_agent.evaluation.leaderboard import covariate_shift, load_labelled_runs, render_shift
+from r2v_agent.evaluation.leaderboard import (
+    ROUTER_LABELS,
+    covariate_shift,
+    load_labelled_runs,
+    render_shift,
+    router_label_of,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         "--covariate-shift",
         action="store_true",
         help="add each run's steps before / after the first escalation (routed methods)",
+    )
+    parser.add_argument(
+        "--router-label",
+        choices=ROUTER_LABELS,
+        default=None,
+        help="the label R2V's routers were trained on (default: stages.json beside the first "
+        "file, else progress)",
     )
     args = parser.parse_args(argv)
     try:
@@ -77,18 +91,22 @@ def main(argv: list[str] | None = None) -> int:
         cells = [label, f"{mean:.3f}", f"[{low:.3f}, {high:.3f}]", f"{share:.3f}", versus]
         lines.append("| " + " | ".join(cells) + " |")
     if args.covariate_shift:
+        router_label = args.router_label or router_label_of(args.runs[0].partition("=")[2])
+        router_label = router_label or "progress"
         lines += [
             "",
             "Covariate shift: steps before and after the episode's first escalation; router "
-            "Brier/ECE on SLM-acted steps against the progress label.",
+            "Brier/ECE on SLM-acted steps against the progress label"
+            + (
+                "."
+                if router_label == "progress"
+                else f" (none for R2V: its router predicts the {router_label} label, which "
+                "episodes do not carry)."
+            ),
         ]
         for label, episodes in runs.items():
-            lines += [
-                "",
-                f"**{label}**:",
-                "",
-                render_shift(covariate_shift(list(episodes[k] for k in keys))),
-            ]
+            shift = covariate_shift(list(episodes[k] for k in keys), router_label=router_label)
+            lines += ["", f"**{label}**:", "", render_shift(shift)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

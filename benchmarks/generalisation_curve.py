@@ -297,8 +297,22 @@ def main(argv: list[str] | None = None) -> int:
         games = sorted({int(g) for g in args.games.split(",")})
         seeds = [int(z) for z in args.seeds.split(",")]
         commands = args.commands == "on" if args.commands else is_textworld(base)
-        if commands and not is_textworld(base):
-            raise ConfigError(f"--commands on is a TextWorld setting; {base.env.id} has none")
+        # Every point's config up front: a bad option fails here, before any training.
+        points = [
+            point_config(
+                base,
+                n,
+                commands=commands,
+                examples=args.examples,
+                epochs=args.epochs,
+                perturbation_seeds=args.perturbation_seeds,
+                run_root=Path(args.run_root),
+                k=args.k,
+                action_log=args.action_log == "on",
+                dagger=args.dagger,
+            )
+            for n in games
+        ]
     except (R2VAgentError, ValueError) as exc:
         print(f"generalisation_curve: error: {exc}")
         return 2
@@ -308,19 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     records = list(read_episodes(episodes_path)) if episodes_path.exists() else []
     done = {r["episode_key"] for r in records}
     bc_stats: dict[str, dict[str, Any]] = {}
-    for n in games:
-        config, label = point_config(
-            base,
-            n,
-            commands=commands,
-            examples=args.examples,
-            epochs=args.epochs,
-            perturbation_seeds=args.perturbation_seeds,
-            run_root=Path(args.run_root),
-            k=args.k,
-            action_log=args.action_log == "on",
-            dagger=args.dagger,
-        )
+    for config, label in points:
         print(f"== {label}: collect + BC in {config.run_dir}")
         bc_stats[label] = train_point(config)
         if not args.train_only:

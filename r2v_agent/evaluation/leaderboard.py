@@ -278,11 +278,16 @@ class ShiftRow:
     ece: float | None
 
 
-def covariate_shift(records: list[dict[str, Any]]) -> list[ShiftRow]:
+def covariate_shift(
+    records: list[dict[str, Any]], *, router_label: str = "progress"
+) -> list[ShiftRow]:
     """Per routed method (R2V and the swept routers): escalation rate, and the router's Brier/ECE
     on SLM-acted steps against the progress label, on the steps before the episode's first
     escalation and after it. A router trained on SLM-only rollouts never saw the states after
-    an escalation; this is where that shows."""
+    an escalation; this is where that shows. ``router_label`` is the label R2V's router was
+    trained on: with ``counterfactual`` its Brier/ECE are left out (episodes do not carry it)."""
+    if router_label not in ROUTER_LABELS:
+        raise ConfigError(f"router_label must be one of {ROUTER_LABELS}, got {router_label!r}")
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         name = _method_name(record)
@@ -304,10 +309,13 @@ def covariate_shift(records: list[dict[str, Any]]) -> list[ShiftRow]:
                     phase["p"].append(float(step["p_fail"]))
                     phase["y"].append(label)
                 escalated_yet = escalated_yet or teacher
+        # Scored only against the label the router predicts (the entropy and verifier routers'
+        # scores are judged on progress, as in the leaderboard).
+        comparable = router_label == "progress" or not method.startswith("r2v")
         for name, phase in phases.items():
             if not phase["escalated"]:
                 continue
-            scored = bool(phase["p"])
+            scored = bool(phase["p"]) and comparable
             rows.append(
                 ShiftRow(
                     env=env,

@@ -200,7 +200,9 @@ def run(config: PipelineConfig, out: Path) -> dict[str, Any]:
     if not pairs:
         raise StageError(
             f"dpo: no candidate pair differs by the margin {cfg.margin} in verifier score over "
-            f"{min(cfg.states, len(samples))} states; lower dpo.margin or sample more states"
+            f"{min(cfg.states, len(samples))} states (the BC policy's candidates score alike); "
+            "lower dpo.margin, or raise verifier.states (the stage that samples them) and "
+            "dpo.states"
         )
     views = list(step_views(components.episodes(config), components.prompt_format_of(config)))
     consistency = consistency_pairs(views, limit=cfg.consistency_pairs, seed=config.seed)

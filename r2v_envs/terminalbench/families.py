@@ -217,7 +217,10 @@ def write_task(root: str | Path, family: str, seed: int) -> Path:
     )
     (folder / "Dockerfile").write_text(_DOCKERFILE)
     (folder / "run-tests.sh").write_text(_RUN_TESTS)
-    (folder / "solution.sh").write_text(f"#!/bin/bash\nset -e\n{task.solution}\n")
+    # No `set -e`: the expert replays solution.sh line by line in the episode's long-lived
+    # shell, where it would be a wasted step that the SLM learns to copy (and, there, a shell
+    # that exits at the next failing command).
+    (folder / "solution.sh").write_text(f"#!/bin/bash\n{task.solution}\n")
     checks = "".join(f"    {line}\n" for line in task.extra_checks)
     (folder / "tests" / "test_outputs.py").write_text(
         "def test_output():\n"

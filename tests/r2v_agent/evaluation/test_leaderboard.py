@@ -276,6 +276,13 @@ def test_covariate_shift_splits_steps_at_the_first_escalation(tmp_path: Path) ->
     assert (after.steps, after.escalation_rate, after.slm_steps) == (1, 0.0, 1)
     assert before.brier == pytest.approx((0.1**2 + 0.3**2) / 2)  # labels 0, 0
     assert after.brier == pytest.approx((0.6 - 1.0) ** 2)  # label 1
+    # a router trained on counterfactual labels is not judged on progress: steps, no Brier
+    (cf,) = [
+        r for r in covariate_shift([record], router_label="counterfactual") if r.phase == "before"
+    ]
+    assert (cf.steps, cf.slm_steps, cf.brier, cf.ece) == (3, 2, None, None)
+    with pytest.raises(ConfigError, match="router_label"):
+        covariate_shift([record], router_label="reward")
     # methods without a router (slm, llm) have no such table
     assert covariate_shift([_episode("slm", None, 100, 0, rng, 0.5, 0.0)]) == []
     # write_leaderboard appends the table
@@ -312,6 +319,18 @@ def test_covariate_shift_script_compares_routers_on_shared_episodes(tmp_path: Pa
     assert "| mixed | 1.000 |" in text and "| slm-only | 0.000 |" in text
     assert "**mixed**:" in text and "**slm-only**:" in text
     assert text.count("before 1st escalation") == 2
+    assert "none for R2V" not in text
+    counterfactual = subprocess.run(
+        [sys.executable, str(script), f"mixed={first}", f"slm-only={second}", "--method", "r2v"]
+        + ["--covariate-shift", "--router-label", "counterfactual"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert counterfactual.returncode == 0, counterfactual.stderr
+    assert "none for R2V: its router predicts the counterfactual label" in counterfactual.stdout
+    shift_rows = [ln for ln in counterfactual.stdout.splitlines() if "1st escalation) |" in ln]
+    assert shift_rows and all(ln.endswith("| - | - |") for ln in shift_rows)
     bad = subprocess.run(
         [sys.executable, str(script), "no-label-here"], capture_output=True, text=True, timeout=120
     )

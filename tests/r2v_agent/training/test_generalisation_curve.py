@@ -39,3 +39,15 @@ def test_a_point_config_sets_show_commands_only_on_textworld(name: str, tmp_path
         assert config.env.kwargs == base.env.kwargs
         with pytest.raises(ConfigError, match="TextWorld setting"):
             curve.point_config(base, 12, commands=True, **budget)
+
+
+def test_the_script_refuses_a_bad_option_before_training_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = ROOT / "benchmarks" / "configs" / "terminalbench-cpu.yaml"
+    out, runs = tmp_path / "curve", tmp_path / "runs"
+    argv = ["--config", str(config), "--games", "6,12", "--commands", "on"]
+    code = _script().main([*argv, "--out", str(out), "--run-root", str(runs)])
+    assert code == 2
+    assert "TextWorld setting" in capsys.readouterr().out
+    assert not out.exists() and not runs.exists()
