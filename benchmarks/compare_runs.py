@@ -13,8 +13,10 @@ and a sign-flip randomisation p-value per game (``metrics.paired_cluster_test``)
 ``--covariate-shift`` adds, per label, the routed method's steps before and after the episode's
 first escalation (escalation rate; router Brier/ECE on SLM-acted steps against the progress
 label, left out for an R2V router trained on counterfactual labels, which episodes do not carry:
-``--router-label``, by default what ``stages.json`` beside the first file records). A router trained on SLM-only rollouts never saw the states after an escalation; next to
-a router trained with mixed rollouts, on the same held-out episodes, this shows what that costs:
+``--router-label``, by default what the ``stages.json`` beside the first file that has one
+records). A router trained on SLM-only rollouts never saw the states after an escalation; next
+to a router trained with mixed rollouts, on the same held-out episodes, this shows what that
+costs:
 
     python benchmarks/compare_runs.py \
         mixed=benchmarks/results/textworld-main/episodes.jsonl \
@@ -33,9 +35,9 @@ from r2v_agent.errors import R2VAgentError
 from r2v_agent.evaluation.leaderboard import (
     ROUTER_LABELS,
     covariate_shift,
+    default_router_label,
     load_labelled_runs,
     render_shift,
-    router_label_of,
 )
 
 
@@ -55,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         "--router-label",
         choices=ROUTER_LABELS,
         default=None,
-        help="the label R2V's routers were trained on (default: stages.json beside the first "
-        "file, else progress)",
+        help="the label R2V's routers were trained on (default: the stages.json beside the "
+        "first file that has one, else progress)",
     )
     args = parser.parse_args(argv)
     try:
@@ -91,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         cells = [label, f"{mean:.3f}", f"[{low:.3f}, {high:.3f}]", f"{share:.3f}", versus]
         lines.append("| " + " | ".join(cells) + " |")
     if args.covariate_shift:
-        router_label = args.router_label or router_label_of(args.runs[0].partition("=")[2])
-        router_label = router_label or "progress"
+        paths = [spec.partition("=")[2] for spec in args.runs]
+        router_label = args.router_label or default_router_label(paths)
         lines += [
             "",
             "Covariate shift: steps before and after the episode's first escalation; router "

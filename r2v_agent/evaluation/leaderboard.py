@@ -53,6 +53,7 @@ __all__ = [
     "load_labelled_runs",
     "write_leaderboard",
     "router_label_of",
+    "default_router_label",
     "ROUTER_LABELS",
     "covariate_shift",
     "render_shift",
@@ -160,6 +161,12 @@ def router_label_of(results: str | Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return str(label) if label in ROUTER_LABELS else None
+
+
+def default_router_label(paths: Iterable[str | Path]) -> str:
+    """The label the first results file with a ``stages.json`` beside it records, else
+    ``progress``."""
+    return next((label for label in map(router_label_of, paths) if label is not None), "progress")
 
 
 def _method_name(record: dict[str, Any]) -> str:
@@ -311,7 +318,7 @@ def covariate_shift(
                 escalated_yet = escalated_yet or teacher
         # Scored only against the label the router predicts (the entropy and verifier routers'
         # scores are judged on progress, as in the leaderboard).
-        comparable = router_label == "progress" or not method.startswith("r2v")
+        comparable = router_label == "progress" or _method_name(group[0]) != "r2v"
         for name, phase in phases.items():
             if not phase["escalated"]:
                 continue
@@ -738,9 +745,7 @@ def write_leaderboard(
     """Write the table and plots; ``router_label`` defaults to the one ``stages.json`` beside
     the first results file records, else ``progress``."""
     if router_label is None:
-        router_label = next(
-            (label for label in map(router_label_of, paths) if label is not None), "progress"
-        )
+        router_label = default_router_label(paths)
     # bad input fails before anything is written
     records = load_records(paths)
     rows = build_rows(records, router_label=router_label)
