@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["R2VAgentError", "ConfigError", "TeacherError", "TrajectoryError", "StageError"]
+__all__ = [
+    "R2VAgentError",
+    "ConfigError",
+    "TeacherError",
+    "TrajectoryError",
+    "StageError",
+    "WorkerError",
+]
 
 
 class R2VAgentError(Exception):
@@ -23,3 +30,7 @@ class TrajectoryError(R2VAgentError, ValueError):
 
 class StageError(R2VAgentError, RuntimeError):
     """A pipeline stage cannot run (missing inputs, no usable data); the message says which."""
+
+
+class WorkerError(R2VAgentError, RuntimeError):
+    """A worker process of a parallel run died; the message says what to do."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing as mp
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ from r2v_agent.errors import ConfigError
 from r2v_agent.evaluation.methods import MethodSpec, build_actor, parse_method
 from r2v_agent.policy.base import BACKENDS
 from r2v_agent.trajectories import TrajectoryWriter, episode_keys, read_episodes
+from r2v_agent.workers import map_unordered
 
 __all__ = [
     "EvalSettings",
@@ -243,9 +243,13 @@ def _process_pool(
         for job in jobs:
             yield run_job(job, settings, rate)
         return
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(settings.workers, initializer=_worker_init, initargs=(threads,)) as pool:
-        yield from pool.imap_unordered(_run_job_tuple, [(j, settings, rate) for j in jobs])
+    yield from map_unordered(
+        _run_job_tuple,
+        ((j, settings, rate) for j in jobs),
+        settings.workers,
+        initializer=_worker_init,
+        initargs=(threads,),
+    )
 
 
 def _ray(jobs: list[Job], settings: EvalSettings, rate: float | None) -> Iterator[dict[str, Any]]:

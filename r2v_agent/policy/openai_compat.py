@@ -16,16 +16,15 @@ not return token ids, or that is down, gives a clear error (bounded by ``timeout
 
 from __future__ import annotations
 
-import json
+import random
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from r2v_agent.errors import ConfigError
+from r2v_agent.http_json import HTTPJSONError, RetryPolicy, request_json
 from r2v_agent.policy.base import (
     DEFAULT_TOP_K,
     SampleResult,
@@ -89,6 +88,7 @@ class OpenAIPolicy:
         self.max_retries = int(max_retries)
         self.api_key = api_key
         self.rng = np.random.default_rng(seed)
+        self._jitter = random.Random(seed)  # retry delays; the sampling stream stays untouched
         self.rules = TokenRules(tokenizer)
         self.model = model or self._first_model()
 
@@ -98,39 +98,20 @@ class OpenAIPolicy:
     # ------------------------------------------------------------------------------ HTTP
     def _request(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        data = None if body is None else json.dumps(body).encode()
-        error = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(min(5.0, 0.5 * 2**attempt))
-            request = urllib.request.Request(
-                url, data=data, headers=headers, method="GET" if body is None else "POST"
+        try:
+            payload, _ = request_json(
+                url,
+                body,
+                timeout=self.timeout,
+                retry=RetryPolicy(self.max_retries, backoff=1.0, max_backoff=5.0),
+                rng=self._jitter,
+                api_key=self.api_key,
+                max_bytes=64 * 1024 * 1024,
             )
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    raw = response.read(64 * 1024 * 1024)
-            except urllib.error.HTTPError as exc:
-                error = f"HTTP {exc.code}: {exc.read(300).decode(errors='replace')}"
-                if exc.code == 429 or exc.code >= 500:
-                    continue
-                raise SLMServerError(f"SLM server {url}: {error}") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-                continue
-            try:
-                payload = json.loads(raw)
-            except ValueError:
-                raise SLMServerError(f"SLM server {url}: not JSON: {raw[:200]!r}") from None
-            if not isinstance(payload, dict):
-                raise SLMServerError(f"SLM server {url}: unexpected answer {raw[:200]!r}")
-            return payload
-        raise SLMServerError(
-            f"SLM server {url} failed after {self.max_retries + 1} tries ({error}); is it "
-            f"running? (e.g. `vllm serve MODEL_DIR --port 8000`)"
-        )
+        except HTTPJSONError as exc:
+            hint = "; is it running? (e.g. `vllm serve MODEL_DIR --port 8000`)"
+            raise SLMServerError(f"SLM server: {exc}{hint if exc.retryable else ''}") from None
+        return payload
 
     def _first_model(self) -> str:
         listing = self._request("/models")

@@ -2,7 +2,8 @@
 hosted API), over the standard library's HTTP client.
 
 Failures never escape :meth:`OpenAITeacher.act`: timeouts, connection errors, HTTP 5xx and 429
-are retried with exponential backoff (honouring ``Retry-After``); when the endpoint stays down,
+are retried with exponential backoff (honouring ``Retry-After``; :mod:`r2v_agent.http_json`,
+shared with the OpenAI-compatible SLM backend); when the endpoint stays down,
 or answers something unusable (malformed JSON, an empty reply, HTTP 4xx), the SLM's best
 candidate is used instead and the reply says so (``fallback=True``, ``error``).
 """
@@ -13,12 +14,10 @@ import json
 import logging
 import random
 import threading
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from r2v_agent.http_json import HTTPJSONError, RetryPolicy, request_json
 from r2v_agent.policy.prompts import PromptFormat, Turn, format_for
 from r2v_agent.teacher.base import CallCost, PriceTable, Teacher, TeacherReply
 
@@ -43,12 +42,6 @@ class ChatReply:
     cost: CallCost
     error: str | None = None
     retries: int = 0
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class OpenAITeacher(Teacher):
@@ -92,8 +85,7 @@ class OpenAITeacher(Teacher):
         self.prompt_format = prompt_format
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
+        self.retry = RetryPolicy(self.max_retries, float(backoff), float(max_backoff))
         self.temperature = float(temperature)
         self.max_tokens = int(max_tokens)
         self.prices = prices or PriceTable()
@@ -127,70 +119,45 @@ class OpenAITeacher(Teacher):
         ``content`` is ``None`` when the endpoint stayed down or answered something unusable
         (``error`` says what). The caller decides whether the reply is used, so ``total`` and
         ``stats.successes`` are left to it."""
-        body = json.dumps(
-            {
-                "model": self.model,
-                "messages": messages,
-                "temperature": self.temperature,
-                "max_tokens": self.max_tokens if max_tokens is None else int(max_tokens),
-            }
-        ).encode()
-        error = "no attempt made"
-        retries = 0
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                retries += 1
-                with self._lock:
-                    self.stats.retries += 1
-            try:
-                content, usage = self._post(body)
-            except _Retryable as exc:
-                error = str(exc)
-                if attempt < self.max_retries:
-                    time.sleep(self._delay(attempt, exc.retry_after))
-                continue
-            except ValueError as exc:  # a usable-looking answer that is not: do not retry
-                error = str(exc)
-                break
-            if not content.strip():
-                error = "the teacher's reply was empty"
-                break
-            cost = CallCost(1, usage[0], usage[1], self.prices.cost(self.model, *usage))
-            return ChatReply(content, cost, retries=retries)
-        return ChatReply(None, CallCost(), error=error, retries=retries)
-
-    def _post(self, body: bytes) -> tuple[str, tuple[int, int]]:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        with self._lock:
-            self.stats.requests += 1
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens if max_tokens is None else int(max_tokens),
+        }
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read(4 * 1024 * 1024)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 429 or exc.code >= 500:
-                raise _Retryable(f"HTTP {exc.code}", _retry_after(exc.headers)) from None
-            raise ValueError(f"HTTP {exc.code}: {exc.read(300)!r}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
+            payload, retries = request_json(
+                self.url,
+                body,
+                timeout=self.timeout,
+                retry=self.retry,
+                rng=self._rng,
+                api_key=self.api_key,
+                on_attempt=self._count_attempt,
+            )
+        except HTTPJSONError as exc:
+            return ChatReply(None, CallCost(), error=str(exc), retries=exc.retries)
         try:
-            payload = json.loads(raw)
             content = payload["choices"][0]["message"]["content"]
             usage = payload.get("usage") or {}
             tokens = (int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise ValueError(f"malformed response: {exc!r} in {raw[:200]!r}") from None
+            error = f"malformed response: {exc!r} in {json.dumps(payload)[:200]}"
+            return ChatReply(None, CallCost(), error=error, retries=retries)
         if not isinstance(content, str):
-            raise ValueError(f"malformed response: content is {type(content).__name__}")
-        return content, tokens
+            error = f"malformed response: content is {type(content).__name__}"
+            return ChatReply(None, CallCost(), error=error, retries=retries)
+        if not content.strip():
+            return ChatReply(
+                None, CallCost(), error="the teacher's reply was empty", retries=retries
+            )
+        cost = CallCost(1, tokens[0], tokens[1], self.prices.cost(self.model, *tokens))
+        return ChatReply(content, cost, retries=retries)
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(self.max_backoff, max(0.0, retry_after))
-        base = min(self.max_backoff, self.backoff * (2**attempt))
-        return base * (0.5 + self._rng.random() / 2)
+    def _count_attempt(self, attempt: int) -> None:
+        with self._lock:
+            self.stats.requests += 1
+            self.stats.retries += int(attempt > 0)
 
     def spec(self) -> dict[str, Any]:  # the API key is deliberately not saved
         return {
@@ -200,13 +167,3 @@ class OpenAITeacher(Teacher):
             "timeout": self.timeout,
             "max_retries": self.max_retries,
         }
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff

@@ -11,7 +11,6 @@ consistency term of the DPO stage pairs up. Tasks are played in parallel worker 
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from r2v_agent.rollout import (
 from r2v_agent.teacher.base import CallCost
 from r2v_agent.teacher.oracle import OracleTeacher
 from r2v_agent.trajectories import SCHEMA_VERSION, TrajectoryWriter
+from r2v_agent.workers import map_unordered
 
 __all__ = ["run", "collect_task"]
 
@@ -149,27 +149,18 @@ def run(config: PipelineConfig, out_dir: Path) -> dict[str, Any]:
     clean_success = perturbed_success = perturbed = steps = 0
     workers = max(1, min(config.collect.workers, len(jobs)))
     with TrajectoryWriter(path) as writer:
-        results: Iterable[list[dict[str, Any]]]
-        if workers == 1:
-            results = map(_job, jobs)
-            pool = None
-        else:
-            pool = mp.get_context("spawn").Pool(workers)
-            results = pool.imap_unordered(_job, jobs)
-        try:
-            for records in tqdm(results, total=len(jobs), desc="collect", unit="task"):
-                for record in records:
-                    writer.write(record)
-                    steps += len(record["steps"])
-                    if record["perturbation"] is None:
-                        clean_success += record["success"]
-                    else:
-                        perturbed += 1
-                        perturbed_success += record["success"]
-        finally:
-            if pool is not None:
-                pool.close()
-                pool.join()
+        results: Iterable[list[dict[str, Any]]] = (
+            map(_job, jobs) if workers == 1 else map_unordered(_job, jobs, workers)
+        )
+        for records in tqdm(results, total=len(jobs), desc="collect", unit="task"):
+            for record in records:
+                writer.write(record)
+                steps += len(record["steps"])
+                if record["perturbation"] is None:
+                    clean_success += record["success"]
+                else:
+                    perturbed += 1
+                    perturbed_success += record["success"]
     return {
         "tasks": len(jobs),
         "episodes": len(jobs) + perturbed,
