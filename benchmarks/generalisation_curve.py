@@ -229,18 +229,25 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     series: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         series.setdefault((row["point"].partition("/")[0], row["split"]), []).append(row)
-    for (tag, split), points in sorted(series.items()):
+    ticks: set[int] = set()
+    for i, ((tag, split), points) in enumerate(sorted(series.items())):
         xs = [int(p["point"].partition("/")[2].removeprefix("games-")) for p in points]
+        ticks.update(xs)
+        dodge = 1.0 + 0.015 * (i - (len(series) - 1) / 2)  # overlapping error bars apart
         ys = [p["success"] for p in points]
         err = [
             [p["success"] - p["ci_low"] for p in points],
             [p["ci_high"] - p["success"] for p in points],
         ]
         style = "-o" if split == "held-out" else "--s"
-        ax.errorbar(xs, ys, yerr=err, fmt=style, capsize=3, label=f"{tag}, {split}")
+        ax.errorbar(
+            [x * dodge for x in xs], ys, yerr=err, fmt=style, capsize=3, label=f"{tag}, {split}"
+        )
     ax.axhspan(0.35, 0.70, color="green", alpha=0.08, label="target band (held-out)")
     ax.set_xscale("log")
-    ax.set_xlabel("BC training games (same examples and epochs at every point)")
+    ax.set_xticks(sorted(ticks), [str(t) for t in sorted(ticks)])
+    ax.minorticks_off()
+    ax.set_xlabel("BC training games (along a line: the same BC examples and epochs)")
     ax.set_ylabel("SLM-only success (perturbed)")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7)
