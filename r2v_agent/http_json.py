@@ -2,8 +2,8 @@
 backend (:class:`~r2v_agent.policy.openai_compat.OpenAIPolicy`) and the HTTP teacher
 (:class:`~r2v_agent.teacher.openai_http.OpenAITeacher`), so that both treat a flaky server alike.
 
-What is retried: connection failures, timeouts, HTTP 429 and 5xx -- a server that is starting,
-overloaded or restarting. What is not: any other HTTP status and an answer that is not a JSON
+What is retried: connection failures, timeouts, an answer cut short, HTTP 429 and 5xx -- a
+server that is starting, overloaded or restarting. What is not: any other HTTP status and an answer that is not a JSON
 object -- asking again would get the same answer. The delay before retry ``i`` (0-based) is
 ``backoff * 2**i`` with jitter (x0.5-1.0), capped at ``max_backoff``; a ``Retry-After`` header
 in seconds replaces it (capped too). Every wait is bounded, so a dead server costs at most
@@ -12,6 +12,7 @@ in seconds replaces it (capped too). Every wait is bounded, so a dead server cos
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import time
@@ -125,7 +126,8 @@ def _send(
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return bytes(response.read(limit))
+            raw = bytes(response.read(limit))
+            promised = response.headers.get("Content-Length")
     except urllib.error.HTTPError as exc:
         if exc.code == 429 or exc.code >= 500:
             raise _Retry(f"HTTP {exc.code}", _retry_after(exc.headers)) from None
@@ -133,8 +135,12 @@ def _send(
         raise HTTPJSONError(
             f"{url}: HTTP {exc.code}: {detail}", retryable=False, retries=0
         ) from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         raise _Retry(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
+    # a connection dropped mid-answer reads as a short body, not as an error
+    if promised and promised.isdigit() and len(raw) < min(int(promised), limit):
+        raise _Retry(f"the answer was cut short ({len(raw)} of {promised} bytes)")
+    return raw
 
 
 def _retry_after(headers: Any) -> float | None:

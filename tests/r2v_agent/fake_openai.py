@@ -61,6 +61,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif behaviour == "hang":
             time.sleep(2.0)
             self._send(200, b"{}")
+        elif behaviour == "truncated":  # promises 100 bytes, sends 7, hangs up
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b'{"a": 1')
+            self.close_connection = True
         elif behaviour == "malformed":
             self._send(200, b'{"choices": [{"mess')
         else:

@@ -1,5 +1,5 @@
 """The shared JSON-over-HTTP transport (retries, what is not retried, bounded delays) against a
-real HTTP server on loopback."""
+real HTTP server on loopback. ``truncated``: the server promises more bytes than it sends."""
 
 from __future__ import annotations
 
@@ -28,11 +28,13 @@ def _call(url: str, attempts: list[int] | None = None, **kwargs):
 
 
 def test_a_5xx_is_retried_and_the_retries_counted(server: FakeOpenAI) -> None:
-    server.script = ["500", "429:0.01", "ok"]
+    server.script = ["500", "429:0.01", "truncated", "ok"]
     attempts: list[int] = []
-    payload, retries = _call(server.base_url + "/chat/completions", attempts, api_key="sk-x")
-    assert payload["choices"][0]["message"]["content"] and retries == 2
-    assert attempts == [0, 1, 2] and len(server.requests) == 3
+    payload, retries = _call(
+        server.base_url + "/chat/completions", attempts, api_key="sk-x", retry=RetryPolicy(3, 0.01)
+    )
+    assert payload["choices"][0]["message"]["content"] and retries == 3
+    assert attempts == [0, 1, 2, 3] and len(server.requests) == 4
     assert server.requests[0]["body"] == {"q": 1} and server.requests[0]["auth"] == "Bearer sk-x"
 
 
