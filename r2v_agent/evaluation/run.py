@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from r2v_agent.errors import ConfigError
+from r2v_agent.errors import ConfigError, WorkerError
 from r2v_agent.evaluation.methods import MethodSpec, build_actor, parse_method
 from r2v_agent.policy.base import BACKENDS
 from r2v_agent.trajectories import TrajectoryWriter, episode_keys, read_episodes
@@ -606,6 +606,9 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     except ConfigError as exc:
         print(f"r2v eval: error: {exc}")
         return 2
+    except WorkerError as exc:  # the episodes finished before it are in the results file
+        print(f"r2v eval: error: {exc}")
+        return 1
     if settings.sample_cache:
         after = _cache_counters(settings.sample_cache)
         hits, calls = after["hits"] - before["hits"], after["calls"] - before["calls"]
