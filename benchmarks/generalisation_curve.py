@@ -45,10 +45,13 @@ def point_config(
     k: int | None = None,
     action_log: bool = False,
     dagger: int = 0,
+    lora: bool = False,
+    learning_rate: float | None = None,
 ) -> tuple[PipelineConfig, str]:
     """The base config with N training games and the curve's fixed BC budget (and, if given,
-    K samples a step instead of the base config's, the prompt's action log and DAgger rounds
-    after BC, each of the same budget), and the point's label (``{setting}/games-{N}``)."""
+    K samples a step instead of the base config's, the prompt's action log, DAgger rounds
+    after BC, each of the same budget, LoRA adapters on every block instead of the top blocks'
+    weights, and a BC learning rate), and the point's label (``{setting}/games-{N}``)."""
     kwargs = dict(base.env.kwargs)
     if is_textworld(base):
         kwargs["show_commands"] = commands
@@ -57,12 +60,29 @@ def point_config(
     env = dataclasses.replace(
         base.env, train_tasks=games, kwargs=kwargs, perturbation_seeds=perturbation_seeds
     )
-    bc = dataclasses.replace(base.bc, max_examples=examples, epochs=epochs, dagger_rounds=dagger)
+    if learning_rate is not None and not learning_rate > 0:
+        raise ConfigError(f"--learning-rate must be > 0, got {learning_rate}")
+    lr = base.bc.learning_rate if learning_rate is None else learning_rate
+    bc = dataclasses.replace(
+        base.bc,
+        max_examples=examples,
+        epochs=epochs,
+        dagger_rounds=dagger,
+        lora=lora or base.bc.lora,
+        learning_rate=lr,
+    )
     policy = dataclasses.replace(
         base.policy, k=base.policy.k if k is None else k, action_log=action_log
     )
     tag = setting_tag(
-        commands, examples, epochs, k if k != base.policy.k else None, action_log, dagger
+        commands,
+        examples,
+        epochs,
+        k if k != base.policy.k else None,
+        action_log,
+        dagger,
+        lora=bc.lora and not base.bc.lora,
+        learning_rate=lr if lr != base.bc.learning_rate else None,
     )
     out = run_root / f"{base.name}-{tag}" / f"games-{games}"
     config = dataclasses.replace(base, env=env, bc=bc, policy=policy, output_dir=str(out.resolve()))
@@ -84,10 +104,14 @@ def setting_tag(
     k: int | None = None,
     action_log: bool = False,
     dagger: int = 0,
+    *,
+    lora: bool = False,
+    learning_rate: float | None = None,
 ) -> str:
     """``commands`` / ``plain``, plus ``+log`` when the prompt names the earlier actions,
-    ``+dagger{R}`` for R DAgger rounds, ``+{N}ex`` / ``x{E}ep`` for a non-default BC budget
-    and ``+K{k}`` for a non-default number of samples a step."""
+    ``+dagger{R}`` for R DAgger rounds, ``+{N}ex`` / ``x{E}ep`` for a non-default BC budget,
+    ``+K{k}`` for a non-default number of samples a step, ``+lora`` for LoRA adapters and
+    ``+lr{x}`` for a learning rate other than the config's."""
     tag = "commands" if commands else "plain"
     if action_log:
         tag += "+log"
@@ -99,6 +123,10 @@ def setting_tag(
         tag += f"x{epochs}ep"
     if k is not None:
         tag += f"+K{k}"
+    if lora:
+        tag += "+lora"
+    if learning_rate is not None:
+        tag += f"+lr{learning_rate:g}"
     return tag
 
 
@@ -287,6 +315,14 @@ def main(argv: list[str] | None = None) -> int:
         "--dagger", type=int, default=0, help="DAgger rounds after BC (bc.dagger_rounds)"
     )
     parser.add_argument(
+        "--lora",
+        action="store_true",
+        help="BC trains LoRA adapters on every block (bc.lora) instead of the top blocks' weights",
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=None, help="BC learning rate (default: config's)"
+    )
+    parser.add_argument(
         "--perturbation-seeds", type=int, default=2, help="perturbed replays per training game"
     )
     parser.add_argument("--heldout", type=int, default=20, help="held-out games")
@@ -317,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
                 k=args.k,
                 action_log=args.action_log == "on",
                 dagger=args.dagger,
+                lora=args.lora,
+                learning_rate=args.learning_rate,
             )
             for n in games
         ]

@@ -51,3 +51,20 @@ def test_the_script_refuses_a_bad_option_before_training_anything(
     assert code == 2
     assert "TextWorld setting" in capsys.readouterr().out
     assert not out.exists() and not runs.exists()
+
+
+def test_a_lora_point_says_so_in_its_label_and_config(tmp_path: Path) -> None:
+    curve = _script()
+    base = PipelineConfig.from_yaml(ROOT / "benchmarks" / "configs" / "terminalbench-cpu.yaml")
+    budget = {"examples": 64, "epochs": 1, "perturbation_seeds": 1, "run_root": tmp_path}
+    config, label = curve.point_config(base, 12, commands=False, lora=True, **budget)
+    assert config.bc.lora and config.bc.learning_rate == base.bc.learning_rate
+    assert label == "plain+64ex+lora/games-12"
+    config, label = curve.point_config(
+        base, 12, commands=False, lora=True, learning_rate=2e-4, **budget
+    )
+    assert config.bc.learning_rate == 2e-4 and label == "plain+64ex+lora+lr0.0002/games-12"
+    plain, _ = curve.point_config(base, 12, commands=False, **budget)
+    assert not plain.bc.lora and plain.run_dir != config.run_dir  # its own stage folder
+    with pytest.raises(ConfigError, match="learning-rate"):
+        curve.point_config(base, 12, commands=False, learning_rate=0.0, **budget)
