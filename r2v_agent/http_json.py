@@ -3,8 +3,8 @@ backend (:class:`~r2v_agent.policy.openai_compat.OpenAIPolicy`) and the HTTP tea
 (:class:`~r2v_agent.teacher.openai_http.OpenAITeacher`), so that both treat a flaky server alike.
 
 What is retried: connection failures, timeouts, an answer cut short, HTTP 429 and 5xx -- a
-server that is starting, overloaded or restarting. What is not: any other HTTP status and an answer that is not a JSON
-object -- asking again would get the same answer. The delay before retry ``i`` (0-based) is
+server that is starting, overloaded or restarting. What is not: any other HTTP status and an
+answer that is not a JSON object -- asking again would get the same answer. The delay before retry ``i`` (0-based) is
 ``backoff * 2**i`` with jitter (x0.5-1.0), capped at ``max_backoff``; a ``Retry-After`` header
 in seconds replaces it (capped too). Every wait is bounded, so a dead server costs at most
 ``(max_retries + 1) * timeout`` plus the backoff, never a hang.

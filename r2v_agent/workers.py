@@ -14,6 +14,7 @@ import multiprocessing as mp
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from itertools import islice
 from typing import Any, TypeVar
 
 from r2v_agent.errors import WorkerError
@@ -44,18 +45,13 @@ def map_unordered(
         initializer=initializer,
         initargs=initargs,
     )
-    pending: set[Future[R]] = set()
     try:
-        for item in todo:
-            pending.add(executor.submit(fn, item))
-            if len(pending) >= 2 * workers:
-                break
+        pending = {executor.submit(fn, item) for item in islice(todo, 2 * workers)}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                for item in todo:  # keep the pool fed: one new item for each finished one
-                    pending.add(executor.submit(fn, item))
-                    break
+                # keep the pool fed: one new item for each finished one
+                pending |= {executor.submit(fn, item) for item in islice(todo, 1)}
                 yield _result(future)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)

@@ -88,6 +88,7 @@ class OpenAIPolicy:
         self.max_retries = int(max_retries)
         self.api_key = api_key
         self.rng = np.random.default_rng(seed)
+        self.retry = RetryPolicy(self.max_retries, backoff=1.0, max_backoff=5.0)
         self._jitter = random.Random(seed)  # retry delays; the sampling stream stays untouched
         self.rules = TokenRules(tokenizer)
         self.model = model or self._first_model()
@@ -103,7 +104,7 @@ class OpenAIPolicy:
                 url,
                 body,
                 timeout=self.timeout,
-                retry=RetryPolicy(self.max_retries, backoff=1.0, max_backoff=5.0),
+                retry=self.retry,
                 rng=self._jitter,
                 api_key=self.api_key,
                 max_bytes=64 * 1024 * 1024,
