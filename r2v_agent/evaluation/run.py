@@ -363,6 +363,7 @@ def thresholds_for_shares(
 
     from r2v_agent.router.baselines import EntropyRouter, VerifierRouter
     from r2v_agent.router.features import FEATURE_NAMES
+    from r2v_agent.router.thresholds import threshold_for_share
 
     if name not in ("entropy", "verifier", "r2v"):
         raise ConfigError(f"--shares works for entropy, verifier and r2v, not {name!r}")
@@ -382,8 +383,9 @@ def thresholds_for_shares(
         scores = VerifierRouter().p_fail(features)
     else:
         scores = _saved_router(agent_dir).p_fail(features)
-    # Escalation happens when p_fail > tau, so tau at the (1 - share) quantile escalates `share`.
-    return sorted({round(float(np.quantile(scores, 1.0 - s)), 6) for s in shares})
+    # Each tau lies between levels of near-equal scores and has at most 6 decimals, the
+    # precision of a sweep point's name (r2v@0.017849), so the name is the threshold it runs.
+    return sorted({threshold_for_share(scores, s, decimals=6) for s in shares})
 
 
 def relative_to_results(path: str | Path, results_file: str | Path) -> str:

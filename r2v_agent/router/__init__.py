@@ -18,6 +18,7 @@ from r2v_agent.router.features import (
     compute_features,
     features_dict,
 )
+from r2v_agent.router.thresholds import score_levels, threshold_for_share
 
 __all__ = [
     "FEATURE_NAMES",
@@ -32,4 +33,6 @@ __all__ = [
     "RandomRouter",
     "EntropyRouter",
     "VerifierRouter",
+    "score_levels",
+    "threshold_for_share",
 ]

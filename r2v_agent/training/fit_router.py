@@ -34,6 +34,7 @@ from r2v_agent.errors import StageError
 from r2v_agent.router.calibration import fit_isotonic, fit_temperature
 from r2v_agent.router.features import FEATURE_NAMES, resolve_features
 from r2v_agent.router.model import MLPRouter
+from r2v_agent.router.thresholds import score_levels, threshold_for_share
 from r2v_agent.training import components
 from r2v_agent.training.losses import cvar_of_groups
 from r2v_agent.trajectories import TrajectoryWriter
@@ -79,16 +80,12 @@ def choose_threshold(
     if config.target == "budget":
         if config.budget <= 0:
             return 1.0
-        # Candidates sit between distinct scores, so tied scores (a sharp calibration saturates
-        # many at 1.0) are escalated together; a quantile on a tie escalated none of them.
-        values = np.unique(np.asarray(p, dtype=np.float64))
-        candidates = np.concatenate([[values[0] / 2], (values[:-1] + values[1:]) / 2, [1.0]])
-        shares = np.array([(p > tau).mean() for tau in candidates])
-        gap = np.abs(shares - config.budget)
-        closest = np.flatnonzero(gap == gap.min())
-        return float(np.clip(candidates[closest[-1]], 0.0, 1.0))  # on a tie, fewer escalations
+        # tau sits between levels of (near-)equal scores, so ties (a sharp calibration saturates
+        # many at 1.0; a flat stretch of the MLP gives many steps one p_fail) escalate together.
+        return threshold_for_share(p, config.budget)
     best = 0.0
-    for tau in sorted(set(np.round(p, 6).tolist()) | {0.0, 1.0}):
+    # Each level's top: p <= tau keeps a whole level of near-equal scores with the SLM.
+    for tau in sorted({level.high for level in score_levels(p)} | {0.0, 1.0}):
         residual = y * (p <= tau)
         per_seed = [residual[groups == g].mean() for g in np.unique(groups)]
         if metrics.cvar(per_seed, config.cvar_alpha) <= config.cvar_bound:
@@ -197,6 +194,9 @@ def fit_router(
     base_rate = float(labels[is_train].mean())
     escalate = p_test > tau
     residual = y_test * (~escalate)
+    # The most calibration steps one p_fail holds: a threshold escalates all of them or none,
+    # so a big level makes the reachable LLM shares jump (shown with the threshold).
+    widest = max(score_levels(p_cal_cal), key=lambda level: level.count)
     per_seed = [float(residual[seeds[is_test] == g].mean()) for g in np.unique(seeds[is_test])]
     report: dict[str, Any] = {
         "steps": int(len(x)),
@@ -229,6 +229,10 @@ def fit_router(
         "target": config.target,
         "budget": config.budget,
         "threshold": tau,
+        "calibration_largest_level": {
+            "p_fail": [widest.low, widest.high],
+            "share": widest.count / len(p_cal_cal),
+        },
         "test_escalation_share": float(escalate.mean()),
         "test_residual_failure": float(residual.mean()),
         "test_residual_failure_cvar": metrics.cvar(per_seed, config.cvar_alpha)
