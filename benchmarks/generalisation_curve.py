@@ -253,10 +253,14 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     series: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         series.setdefault((row["point"].partition("/")[0], row["split"]), []).append(row)
+    # One colour a setting (its two splits share it: solid held-out, dashed training games).
+    tags = sorted({tag for tag, _ in series})
+    palette = plt.get_cmap("tab10" if len(tags) <= 10 else "tab20")
+    colour = {tag: palette(i % palette.N) for i, tag in enumerate(tags)}
     ticks: set[int] = set()
     for i, ((tag, split), points) in enumerate(sorted(series.items())):
         xs = [int(p["point"].partition("/")[2].removeprefix("games-")) for p in points]
@@ -267,9 +271,16 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             [p["success"] - p["ci_low"] for p in points],
             [p["ci_high"] - p["success"] for p in points],
         ]
-        style = "-o" if split == "held-out" else "--s"
+        held_out = split == "held-out"
         ax.errorbar(
-            [x * dodge for x in xs], ys, yerr=err, fmt=style, capsize=3, label=f"{tag}, {split}"
+            [x * dodge for x in xs],
+            ys,
+            yerr=err,
+            fmt="-o" if held_out else "--s",
+            color=colour[tag],
+            alpha=1.0 if held_out else 0.55,
+            capsize=3,
+            label=f"{tag}, {split}",
         )
     ax.axhspan(0.35, 0.70, color="green", alpha=0.08, label="target band (held-out)")
     ax.set_xscale("log")
@@ -278,7 +289,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("BC training games (along a line: the same BC examples and epochs)")
     ax.set_ylabel("SLM-only success (perturbed)")
     ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

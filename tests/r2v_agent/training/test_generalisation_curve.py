@@ -68,3 +68,29 @@ def test_a_lora_point_says_so_in_its_label_and_config(tmp_path: Path) -> None:
     assert not plain.bc.lora and plain.run_dir != config.run_dir  # its own stage folder
     with pytest.raises(ConfigError, match="learning-rate"):
         curve.point_config(base, 12, commands=False, learning_rate=0.0, **budget)
+
+
+def test_the_plot_gives_each_setting_one_colour(tmp_path: Path, monkeypatch) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = _script()
+    rows = [
+        {"point": f"{tag}/games-{n}", "split": split, "success": 0.3, "ci_low": 0.1, "ci_high": 0.5}
+        for tag in [f"setting{i}" for i in range(12)]  # more settings than tab10 has colours
+        for n in (40, 480)
+        for split in ("held-out", "training games")
+    ]
+    saved = []
+    monkeypatch.setattr(plt.Figure, "savefig", lambda fig, path, **kw: saved.append(fig))
+    curve.plot(rows, tmp_path / "curve.png")
+    (ax,) = saved[0].axes
+    colours: dict[str, set[tuple[float, ...]]] = {}
+    for bars in ax.containers:  # one errorbar container a series, labelled "setting, split"
+        tag, _, split = bars.get_label().partition(", ")
+        colours.setdefault(tag, set()).add(tuple(bars.lines[0].get_color()))
+    assert len(colours) == 12
+    assert all(len(c) == 1 for c in colours.values())  # both splits of a setting share one
+    assert len({next(iter(c)) for c in colours.values()}) == 12  # and settings differ
