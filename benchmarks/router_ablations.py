@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rollouts", default="all", choices=ROLLOUTS, help="router-stage rollouts to train on"
     )
+    parser.add_argument(
+        "--tasks",
+        type=int,
+        default=None,
+        help="with --save-agent: fit on the router stage's first N tasks only",
+    )
     args = parser.parse_args(argv)
     try:
         config = PipelineConfig.from_yaml(args.config)
@@ -69,13 +75,16 @@ def main(argv: list[str] | None = None) -> int:
                 args.save_agent,
                 changes=ABLATIONS[args.variant],
                 rollouts=args.rollouts,
+                tasks=args.tasks,
                 seed=config.seed,
             )
         except R2VAgentError as exc:
             print(f"router_ablations: error: {exc}")
             return 2
         print(
-            f"saved {args.save_agent}: {args.variant}, {args.rollouts} rollouts; held-out AUROC "
+            f"saved {args.save_agent}: {args.variant}, {args.rollouts} rollouts"
+            + (f", first {args.tasks} tasks" if args.tasks else "")
+            + f"; held-out AUROC "
             f"{report['test_auroc']:.3f}, Brier {report['test_brier']:.3f}, ECE "
             f"{report['test_ece']:.3f}, tau {report['threshold']:.3f} escalates "
             f"{report['test_escalation_share']:.3f}"

@@ -166,11 +166,14 @@ def save_variant_agent(
     *,
     changes: dict[str, Any] | None = None,
     rollouts: str = "all",
+    tasks: int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Fit one variant on the run's router-stage rollouts and save the run's agent with it as
     a new agent folder ``out`` (the policy's files are hard-linked where the disk allows), to
-    be evaluated like any agent (``benchmarks/run.py --agent out``). Returns the fit's report."""
+    be evaluated like any agent (``benchmarks/run.py --agent out``). ``tasks``: fit on the
+    stage's first N tasks only (by task index), the router a smaller stage would have had.
+    Returns the fit's report."""
     import json
 
     from r2v_agent.errors import ConfigError
@@ -187,6 +190,14 @@ def save_variant_agent(
         keep = np.concatenate([[e["agent"] == "slm"] * len(e["steps"]) for e in episodes])
         episodes = [e for e in episodes if e["agent"] == "slm"]
         labels = labels[keep.astype(bool)]
+    if tasks is not None:
+        played = sorted({e["env_seed"] for e in episodes})
+        if not 0 < tasks <= len(played):
+            raise ConfigError(f"tasks must be in 1..{len(played)} (the stage's tasks), got {tasks}")
+        first = set(played[:tasks])
+        keep = np.concatenate([[e["env_seed"] in first] * len(e["steps"]) for e in episodes])
+        episodes = [e for e in episodes if e["env_seed"] in first]
+        labels = labels[keep.astype(bool)]
     variant = dataclasses.replace(config, **(changes or {}))
     router, report, _ = fit_router(episodes, labels, variant, seed=seed)
 
@@ -197,6 +208,7 @@ def save_variant_agent(
     spec["threshold"] = float(report["threshold"])
     spec["router_note"] = (
         f"router_ablation variant: {changes or 'as configured'}, {rollouts} rollouts"
+        + (f", the stage's first {tasks} tasks" if tasks is not None else "")
     )
     (out / "config.json").write_text(json.dumps(spec, indent=2) + "\n")
     return report
