@@ -1,11 +1,12 @@
-"""Thresholds that escalate a chosen share of steps, placed between scores, never among near-equal ones.
+"""Thresholds for a share of steps, placed between scores, never among near-equal ones.
 
 A router escalates a step when ``p_fail > tau``. A learned router can give many different steps
 almost the same p_fail (a flat region of the MLP, sharpened by calibration): on the TerminalBench
-families 12 % of R2V's test steps scored within 2e-6 of 0.01785, its budget tau fell among them,
-and float rounding decided which of them escalated -- thresholds 1e-6 apart gave 26 % and 46 %
-LLM share. Here scores whose gap is below ``resolution`` (relative) form one *level*: a threshold
-lies in a gap between levels, so it escalates a whole level or none of it.
+families 28 % of R2V's router decisions (every one a submit) scored within 1.4e-6 of each other
+near 0.01785, its budget tau fell among them, and float rounding decided which of them
+escalated -- sweep thresholds 1e-6 apart gave 26 % and 46 % LLM share. Here scores whose gap is
+below ``resolution`` (relative) form one *level*: a threshold lies in a gap between levels, so
+it escalates a whole level or none of it.
 """
 
 from __future__ import annotations

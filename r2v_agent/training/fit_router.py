@@ -196,7 +196,7 @@ def fit_router(
     residual = y_test * (~escalate)
     # The most calibration steps one p_fail holds: a threshold escalates all of them or none,
     # so a big level makes the reachable LLM shares jump (shown with the threshold).
-    widest = max(score_levels(p_cal_cal), key=lambda level: level.count)
+    largest = max(score_levels(p_cal_cal), key=lambda level: level.count)
     per_seed = [float(residual[seeds[is_test] == g].mean()) for g in np.unique(seeds[is_test])]
     report: dict[str, Any] = {
         "steps": int(len(x)),
@@ -230,8 +230,8 @@ def fit_router(
         "budget": config.budget,
         "threshold": tau,
         "calibration_largest_level": {
-            "p_fail": [widest.low, widest.high],
-            "share": widest.count / len(p_cal_cal),
+            "p_fail": [largest.low, largest.high],
+            "share": largest.count / len(p_cal_cal),
         },
         "test_escalation_share": float(escalate.mean()),
         "test_residual_failure": float(residual.mean()),
