@@ -11,6 +11,7 @@ it escalates a whole level or none of it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -89,14 +90,14 @@ def threshold_for_share(
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"share must be in [0, 1], got {share}")
     x = _sorted_scores(scores)
-    candidates = [max(top, float(x[-1]))]  # escalate none
-    apart = np.flatnonzero(_apart(x[:-1], x[1:], resolution))
-    for i in apart:
-        tau = _inside(float(x[i]), float(x[i + 1]), decimals)
+    levels = score_levels(x, resolution)
+    candidates = [max(top, levels[-1].high)]  # escalate none
+    for below, above in itertools.pairwise(levels):
+        tau = _inside(below.high, above.low, decimals)
         if tau is not None:
             candidates.append(tau)
-    if x[0] > 0:  # escalate all: anything in [0, lowest score)
-        candidates.append(x[0] / 2 if decimals is None else 0.0)
+    if levels[0].low > 0:  # escalate all: anything in [0, lowest score)
+        candidates.append(levels[0].low / 2 if decimals is None else 0.0)
     taus = np.asarray(candidates)
     shares = 1.0 - np.searchsorted(x, taus, side="right") / x.size  # share of scores > tau
     gap = np.abs(shares - share)

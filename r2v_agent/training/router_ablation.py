@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,14 @@ def copy_agent(source: Path, out: Path, *, policy: Path | None = None) -> None:
         shutil.copytree(policy, out / "policy", copy_function=link_weights)
 
 
+def _episodes_where(
+    episodes: list[dict[str, Any]], labels: np.ndarray, keep: Callable[[dict[str, Any]], bool]
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The episodes ``keep`` accepts, with their steps' labels (one label a step, in order)."""
+    mask = np.concatenate([[keep(e)] * len(e["steps"]) for e in episodes]).astype(bool)
+    return [e for e in episodes if keep(e)], labels[mask]
+
+
 def save_variant_agent(
     run_dir: str | Path,
     config: RouterConfig,
@@ -187,17 +196,13 @@ def save_variant_agent(
         raise ConfigError(f"{str(out)!r} exists: choose a new folder for the variant's agent")
     episodes, labels, _ = load_router_stage(run_dir)
     if rollouts == "slm":
-        keep = np.concatenate([[e["agent"] == "slm"] * len(e["steps"]) for e in episodes])
-        episodes = [e for e in episodes if e["agent"] == "slm"]
-        labels = labels[keep.astype(bool)]
+        episodes, labels = _episodes_where(episodes, labels, lambda e: e["agent"] == "slm")
     if tasks is not None:
         played = sorted({e["env_seed"] for e in episodes})
         if not 0 < tasks <= len(played):
             raise ConfigError(f"tasks must be in 1..{len(played)} (the stage's tasks), got {tasks}")
         first = set(played[:tasks])
-        keep = np.concatenate([[e["env_seed"] in first] * len(e["steps"]) for e in episodes])
-        episodes = [e for e in episodes if e["env_seed"] in first]
-        labels = labels[keep.astype(bool)]
+        episodes, labels = _episodes_where(episodes, labels, lambda e: e["env_seed"] in first)
     variant = dataclasses.replace(config, **(changes or {}))
     router, report, _ = fit_router(episodes, labels, variant, seed=seed)
 
