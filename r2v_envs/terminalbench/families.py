@@ -10,6 +10,9 @@ pipeline picks its training tasks) then take every family, not the first family'
 
     python -m r2v_envs.terminalbench.families OUT_DIR --seeds 0-39   # 6 families x 40 seeds
 
+Two suites: ``basic`` (the default; one command solves a task) and ``multistep`` (``--suite
+multistep``: two commands, the second built from what the first one prints).
+
 then ``gym.make("R2V/TerminalBench-v0", dataset_path=OUT_DIR, split="test")``: the usual split by
 task id puts about a quarter of the instances in ``test``.
 """
@@ -26,6 +29,8 @@ from pathlib import Path
 
 __all__ = [
     "FAMILIES",
+    "MULTISTEP_FAMILIES",
+    "SUITES",
     "FamilyTask",
     "family_of",
     "parse_seeds",
@@ -171,6 +176,129 @@ def line_range(rng: random.Random) -> FamilyTask:
     )
 
 
+# --------------------------------------------------------------------------- multistep suite
+# Two commands each: the second needs a value that only the first one's output shows (a file
+# name, a column's position, a port, a path, numbers), so the SLM must read its observation
+# instead of replaying one memorised line. The basic families above need one command.
+
+
+def pointer_line(rng: random.Random) -> FamilyTask:
+    names = sorted(set(_words(rng, rng.randint(3, 6))))
+    contents = {n: [" ".join(_words(rng, 3)) for _ in range(rng.randint(6, 12))] for n in names}
+    files = {f"data/{n}.txt": "\n".join(lines) + "\n" for n, lines in contents.items()}
+    chosen = rng.choice(names)
+    line = rng.randint(2, 5)
+    files["pointer.txt"] = f"{chosen}.txt\n"
+    return FamilyTask(
+        instruction=f"/app/pointer.txt names one of the files in /app/data. Write line {line} of "
+        "that file to /app/line.txt.",
+        files=files,
+        solution=f"cat /app/pointer.txt\nsed -n '{line}p' /app/data/{chosen}.txt > /app/line.txt",
+        output="line.txt",
+        expected=contents[chosen][line - 1],
+        category="file-operations",
+    )
+
+
+def column_max(rng: random.Random) -> FamilyTask:
+    columns = rng.sample(["price", "qty", "weight", "score", "age", "height", "cost"], 5)
+    target = rng.randrange(len(columns))
+    rows = [[rng.randint(0, 999) for _ in columns] for _ in range(rng.randint(5, 20))]
+    text = ",".join(columns) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows)
+    return FamilyTask(
+        instruction=f"/app/data.csv has a header row. Write the largest value of its "
+        f"{columns[target]!r} column (just the number) to /app/max.txt.",
+        files={"data.csv": text},
+        solution=f"head -n 1 /app/data.csv | tr , '\\n' | grep -n -x {columns[target]}\n"
+        f"tail -n +2 /app/data.csv | cut -d, -f {target + 1} | sort -n | tail -n 1 > /app/max.txt",
+        output="max.txt",
+        expected=str(max(r[target] for r in rows)),
+    )
+
+
+def lookup_port(rng: random.Random) -> FamilyTask:
+    services = rng.sample(["web", "db", "cache", "queue", "auth", "mail", "search", "api"], 5)
+    ports = rng.sample(range(1024, 9999), len(services) + 1)
+    service = rng.choice(services)
+    port = ports[services.index(service)]
+    table = "".join(f"{s} {p}\n" for s, p in zip(services, ports, strict=False))
+    conf = {"host": "127.0.0.1", "port": str(ports[-1]), "workers": str(rng.randint(1, 16))}
+    return FamilyTask(
+        instruction=f"/app/ports.txt lists a port for each service. In /app/{service}.conf, set "
+        f"port to the port listed for {service}; leave the other lines as they are.",
+        files={
+            "ports.txt": table,
+            f"{service}.conf": "".join(f"{k}={v}\n" for k, v in conf.items()),
+        },
+        solution=f"grep '^{service} ' /app/ports.txt\n"
+        f"sed -i 's/^port=.*/port={port}/' /app/{service}.conf",
+        output=f"{service}.conf",
+        expected="\n".join(f"{k}={port if k == 'port' else v}" for k, v in conf.items()),
+        category="system-administration",
+    )
+
+
+def largest_first_line(rng: random.Random) -> FamilyTask:
+    names = sorted(set(_words(rng, rng.randint(4, 8))))
+    contents = {n: [" ".join(_words(rng, 4)) for _ in range(rng.randint(2, 30))] for n in names}
+    largest = rng.choice(names)
+
+    def size(name: str) -> int:
+        return len("\n".join(contents[name]) + "\n")
+
+    # `ls -S` ranks by bytes: grow the chosen file until no other comes close.
+    while size(largest) <= 1.2 * max(size(n) for n in names if n != largest):
+        contents[largest].append(" ".join(_words(rng, 4)))
+    return FamilyTask(
+        instruction="Write the first line of the largest file in /app/data to /app/first.txt.",
+        files={f"data/{n}.log": "\n".join(lines) + "\n" for n, lines in contents.items()},
+        solution=f"ls -S /app/data | head -n 1\nhead -n 1 /app/data/{largest}.log > /app/first.txt",
+        output="first.txt",
+        expected=contents[largest][0],
+        category="file-operations",
+    )
+
+
+def find_token(rng: random.Random) -> FamilyTask:
+    token = "KEY-" + "".join(rng.choices(string.ascii_uppercase + string.digits, k=6))
+    paths = sorted(
+        {
+            f"{d}/{f}.txt"
+            for d in _words(rng, rng.randint(2, 3))
+            for f in _words(rng, rng.randint(2, 4))
+        }
+    )
+    files = {
+        f"tree/{p}": "\n".join(" ".join(_words(rng, 5)) for _ in range(4)) + "\n" for p in paths
+    }
+    chosen = rng.choice(paths)
+    lines = files[f"tree/{chosen}"].splitlines()
+    lines.insert(rng.randint(0, len(lines)), f"token {token}")
+    files[f"tree/{chosen}"] = "\n".join(lines) + "\n"
+    return FamilyTask(
+        instruction=f"Exactly one file under /app/tree contains the text {token}. Copy that file to "
+        "/app/found.txt.",
+        files=files,
+        solution=f"grep -rl {token} /app/tree\ncp /app/tree/{chosen} /app/found.txt",
+        output="found.txt",
+        expected="\n".join(lines),
+        category="file-operations",
+    )
+
+
+def add_numbers(rng: random.Random) -> FamilyTask:
+    first, second = sorted(set(_words(rng, 6)))[:2]
+    a, b = rng.randint(100, 9999), rng.randint(100, 9999)
+    return FamilyTask(
+        instruction=f"/app/{first}.txt and /app/{second}.txt each hold one number. Write their sum "
+        "(just the number) to /app/total.txt.",
+        files={f"{first}.txt": f"{a}\n", f"{second}.txt": f"{b}\n"},
+        solution=f"cat /app/{first}.txt /app/{second}.txt\necho $(({a} + {b})) > /app/total.txt",
+        output="total.txt",
+        expected=str(a + b),
+    )
+
+
 #: family name -> generator
 FAMILIES: dict[str, Callable[[random.Random], FamilyTask]] = {
     "count-matches": count_matches,
@@ -180,6 +308,23 @@ FAMILIES: dict[str, Callable[[random.Random], FamilyTask]] = {
     "set-config-value": set_config_value,
     "line-range": line_range,
 }
+
+#: the two-command families (see above)
+MULTISTEP_FAMILIES: dict[str, Callable[[random.Random], FamilyTask]] = {
+    "pointer-line": pointer_line,
+    "column-max": column_max,
+    "lookup-port": lookup_port,
+    "largest-first-line": largest_first_line,
+    "find-token": find_token,
+    "add-numbers": add_numbers,
+}
+
+#: suite name -> its families; ``basic`` (one command a task) is the default
+SUITES: dict[str, dict[str, Callable[[random.Random], FamilyTask]]] = {
+    "basic": FAMILIES,
+    "multistep": MULTISTEP_FAMILIES,
+}
+_ALL_FAMILIES = {name: f for suite in SUITES.values() for name, f in suite.items()}
 
 
 def task_id(family: str, seed: int) -> str:
@@ -194,9 +339,9 @@ def family_of(task: str) -> str:
 
 def write_task(root: str | Path, family: str, seed: int) -> Path:
     """Write the ``family`` instance of ``seed`` as a task folder under ``root``."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown task family {family!r}; choose from {sorted(FAMILIES)}")
-    task = FAMILIES[family](random.Random(f"{family}:{seed}"))
+    if family not in _ALL_FAMILIES:
+        raise ValueError(f"unknown task family {family!r}; choose from {sorted(_ALL_FAMILIES)}")
+    task = _ALL_FAMILIES[family](random.Random(f"{family}:{seed}"))
     folder = Path(root) / task_id(family, seed)
     (folder / "tests").mkdir(parents=True, exist_ok=True)
     for rel, content in task.files.items():
@@ -234,7 +379,8 @@ def write_task(root: str | Path, family: str, seed: int) -> Path:
 def write_dataset(
     root: str | Path, seeds: Iterable[int], families: Iterable[str] | None = None
 ) -> Path:
-    """Write every family's instance for each seed under ``root``; returns ``root``."""
+    """Write every family's instance for each seed under ``root`` (by default the ``basic``
+    suite's families); returns ``root``."""
     root = Path(root)
     for family in families or FAMILIES:
         for seed in seeds:
@@ -254,9 +400,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="folder to write the task folders into")
     parser.add_argument("--seeds", default="0-39", help="e.g. 0-39 or 1,5,9")
-    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument(
+        "--suite", default="basic", choices=sorted(SUITES), help="which families (default basic)"
+    )
+    parser.add_argument("--families", help="comma-separated families (overrides --suite)")
     args = parser.parse_args(argv)
-    root = write_dataset(args.out, parse_seeds(args.seeds), args.families.split(","))
+    families = args.families.split(",") if args.families else list(SUITES[args.suite])
+    root = write_dataset(args.out, parse_seeds(args.seeds), families)
     print(f"wrote {len(list(root.glob('*/task.yaml')))} tasks under {root}")
     return 0
 
