@@ -176,7 +176,11 @@ class RouterConfig:
     target: str = _doc(
         "How tau is chosen: 'budget' (LLM-call share) or 'cvar' (failure bound).", "budget"
     )
-    budget: float = _doc("Target LLM-call share when target is 'budget'.", 0.4)
+    budget: float = _doc(
+        "Most LLM-call share when target is 'budget': tau escalates the largest share of the "
+        "calibration steps not above it (whole levels of near-equal p_fail at a time).",
+        0.4,
+    )
     cvar_bound: float = _doc(
         "Bound on CVaR_alpha of per-seed residual failure when target is 'cvar'.", 0.2
     )

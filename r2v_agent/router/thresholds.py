@@ -79,8 +79,10 @@ def threshold_for_share(
     resolution: float = DEFAULT_RESOLUTION,
     decimals: int | None = None,
     top: float = 1.0,
+    at_most: bool = False,
 ) -> float:
-    """The tau at which ``scores > tau`` escalates the share of ``scores`` closest to ``share``.
+    """The tau at which ``scores > tau`` escalates the share of ``scores`` closest to ``share``
+    (with ``at_most``: the largest share not above it, as a budget wants).
 
     tau lies in a gap between :func:`score_levels`, so tied and near-tied scores are escalated
     together; of two shares equally close, the smaller wins. ``decimals`` makes tau a number of
@@ -101,5 +103,7 @@ def threshold_for_share(
     taus = np.asarray(candidates)
     shares = 1.0 - np.searchsorted(x, taus, side="right") / x.size  # share of scores > tau
     gap = np.abs(shares - share)
+    if at_most:  # a share over the budget is never closest ("escalate none" always fits)
+        gap[shares > share + 1e-12] = np.inf
     closest = np.flatnonzero(gap <= gap.min() + 1e-12)
     return float(taus[closest].max())  # of equally close shares, fewer escalations

@@ -75,6 +75,26 @@ def test_distinct_scores_give_the_share_asked_for() -> None:
     assert float((close > named).mean()) in (0.25, 1.0)
 
 
+def test_a_budget_takes_the_largest_share_within_it() -> None:
+    # The router54 shape: one level of 30 % of the steps just above a budget's reach.
+    scores = np.concatenate(
+        [np.linspace(0.01, 0.1, 24), np.full(30, 0.13284), np.linspace(0.2, 0.9, 46)]
+    )
+    # Closest to 0.62 is 0.76 (the level escalated); within 0.62, 0.46 (the level kept).
+    assert float((scores > threshold_for_share(scores, 0.62)).mean()) == pytest.approx(0.76)
+    capped = threshold_for_share(scores, 0.62, at_most=True)
+    assert float((scores > capped).mean()) == pytest.approx(0.46)
+    # Within the budget exactly, and none when even the top level is over it.
+    assert float((scores > threshold_for_share(scores, 0.46, at_most=True)).mean()) == 0.46
+    top_heavy = np.array([0.1, 0.2] + [0.9] * 8)
+    assert float((top_heavy > threshold_for_share(top_heavy, 0.5, at_most=True)).mean()) == 0.0
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x = np.round(rng.random(rng.integers(1, 40)), int(rng.integers(1, 3)))
+        budget = float(rng.random())
+        assert float((x > threshold_for_share(x, budget, at_most=True)).mean()) <= budget + 1e-12
+
+
 def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="no scores"):
         threshold_for_share([], 0.5)

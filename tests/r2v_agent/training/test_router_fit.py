@@ -61,10 +61,17 @@ def test_budget_threshold_escalates_tied_scores() -> None:
 
     config = RouterConfig(target="budget", budget=0.4)
     groups = np.zeros(10)
-    # 7 of 10 scores saturated at 1.0: a quantile lands on the tie and p > tau escalates none.
+    # 7 of 10 scores saturated at 1.0: the ties escalate together or not at all, and the
+    # budget is a cap -- 0.7 would exceed 0.4, so none; a budget of 0.7 takes them all.
     p = np.array([0.1, 0.2, 0.3] + [1.0] * 7)
     tau = choose_threshold(p, np.ones(10), groups, config)
-    assert (p > tau).mean() == 0.7  # the closest share to 0.4 that the ties allow
+    assert (p > tau).mean() == 0.0
+    tau = choose_threshold(p, np.ones(10), groups, RouterConfig(target="budget", budget=0.7))
+    assert (p > tau).mean() == 0.7
+    # The closest share would overshoot: 0.6 of distinct scores and a level of 0.3 above them.
+    p = np.array([0.1] * 4 + [0.5] * 3 + [0.6, 0.7, 0.8])
+    tau = choose_threshold(p, np.ones(10), groups, RouterConfig(target="budget", budget=0.5))
+    assert (p > tau).mean() == 0.3  # not 0.6
     # Distinct scores: the share comes out at the budget.
     p = np.linspace(0.05, 0.95, 10)
     tau = choose_threshold(p, np.ones(10), groups, config)
