@@ -223,7 +223,7 @@ def lookup_port(rng: random.Random) -> FamilyTask:
     ports = rng.sample(range(1024, 9999), len(services) + 1)
     service = rng.choice(services)
     port = ports[services.index(service)]
-    table = "".join(f"{s} {p}\n" for s, p in zip(services, ports, strict=False))
+    table = "".join(f"{s} {p}\n" for s, p in zip(services, ports[:-1], strict=True))
     conf = {"host": "127.0.0.1", "port": str(ports[-1]), "workers": str(rng.randint(1, 16))}
     return FamilyTask(
         instruction=f"/app/ports.txt lists a port for each service. In /app/{service}.conf, set "
