@@ -7,7 +7,9 @@ Trains the run's router configuration on feature subsets (entropy only, verifier
 all minus the verifier / entropy / step-position groups) and without the CVaR term, on the same
 steps, labels, seed and task split as the router stage (`r2v_agent/training/router_ablation.py`),
 and prints held-out AUROC, Brier (and the base rate's), ECE, the share tau escalates, the
-residual failure and whether the CVaR term binds. The frontier each variant yields needs
+residual failure and whether the CVaR term binds. ``--splits N`` refits every variant on N
+task splits and adds their means and paired differences from all 15 (one split's held-out
+tasks may hold only a handful of failing steps). The frontier each variant yields needs
 evaluation episodes per variant: ``--save-agent DIR`` fits one variant (``--variant``, and
 ``--rollouts slm`` for a router trained on the SLM-only rollouts alone, without the mixed ones)
 and saves the run's agent with it, to be evaluated with ``benchmarks/run.py --agent DIR``:
@@ -28,7 +30,9 @@ from r2v_agent.training.router_ablation import (
     ABLATIONS,
     ROLLOUTS,
     load_router_stage,
+    render_repeated_table,
     render_table,
+    repeated_ablations,
     run_ablations,
     save_variant_agent,
 )
@@ -48,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default="all 15", choices=list(ABLATIONS))
     parser.add_argument(
         "--rollouts", default="all", choices=ROLLOUTS, help="router-stage rollouts to train on"
+    )
+    parser.add_argument(
+        "--splits",
+        type=int,
+        default=0,
+        help="also fit every variant on N task splits (seeds seed..seed+N-1; the first is the "
+        "stage's own) and add a table of means and paired differences over them",
     )
     parser.add_argument(
         "--tasks",
@@ -96,9 +107,19 @@ def main(argv: list[str] | None = None) -> int:
         f"Router ablations on {config.name}'s router stage: {len(labels)} steps, "
         f"{mode} labels (failure rate {labels.mean():.3f}), seed {config.seed}\n\n"
     )
-    print(header + table)
+    text = header + table
+    if args.splits > 0:
+        seeds = [config.seed + i for i in range(args.splits)]
+        repeated = repeated_ablations(episodes, labels, config.router, seeds=seeds)
+        text += (
+            f"\nOver {args.splits} task splits (seeds {seeds[0]}-{seeds[-1]}; each draws the "
+            "train / calibration / test tasks and the MLP's start): mean [central 95 % of the "
+            "splits], and the paired difference from all 15 on the same split.\n\n"
+            + render_repeated_table(repeated)
+        )
+    print(text)
     if args.out:
-        Path(args.out).write_text(header + table)
+        Path(args.out).write_text(text)
     return 0
 
 

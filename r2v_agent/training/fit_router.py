@@ -42,6 +42,7 @@ from r2v_agent.trajectories import TrajectoryWriter
 __all__ = [
     "run",
     "counterfactual_runner",
+    "parallel_counterfactual",
     "fit_router",
     "choose_threshold",
 ]
@@ -282,6 +283,57 @@ def counterfactual_runner(
     return run
 
 
+# A label worker's rollout function, built once per process (loading the policy is slow).
+_WORKER_RUNNER: Callable[[dict[str, Any], int], bool] | None = None
+
+
+def _label_worker_init(config: PipelineConfig, threads: int) -> None:
+    import torch
+
+    from r2v_agent.router.baselines import NeverEscalate
+
+    global _WORKER_RUNNER
+    torch.set_num_threads(threads)
+    policy_dir = str(config.run_dir / "dpo" / "policy")
+    agent = components.agent(config, policy_dir, NeverEscalate(), keep_base=True)
+    _WORKER_RUNNER = counterfactual_runner(config, agent)
+
+
+def _label_episode(episode: dict[str, Any]) -> tuple[str, list[bool]]:
+    if _WORKER_RUNNER is None:
+        raise StageError("router: a label worker ran before its initialiser")
+    return episode["episode_key"], [
+        _WORKER_RUNNER(episode, t) for t in range(len(episode["steps"]))
+    ]
+
+
+def parallel_counterfactual(
+    config: PipelineConfig, episodes: list[dict[str, Any]], workers: int
+) -> Callable[[dict[str, Any], int], bool]:
+    """:func:`counterfactual_runner`'s outcomes for every step of every failed episode, played
+    by ``workers`` processes that each load the router stage's policy; returns a lookup with the
+    runner's signature. Each rollout reseeds the policy and the env, so an outcome does not
+    depend on the process that plays it or on what that process played before."""
+    import os
+
+    from r2v_agent.workers import map_unordered
+
+    failed = [e for e in episodes if not e["success"]]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    outcomes: dict[str, list[bool]] = {}
+    results = map_unordered(
+        _label_episode,
+        failed,
+        workers,
+        initializer=_label_worker_init,
+        initargs=(config, threads),
+    )
+    desc = f"router: counterfactual labels ({workers} workers)"
+    for key, labels in tqdm(results, total=len(failed), desc=desc, unit="episode"):
+        outcomes[key] = labels
+    return lambda episode, t: outcomes[episode["episode_key"]][t]
+
+
 def run(config: PipelineConfig, out: Path) -> dict[str, Any]:
     from r2v_agent.groundtruth import LABELS_FILE, save_step_labels, step_labels
     from r2v_agent.router.baselines import NeverEscalate
@@ -312,9 +364,14 @@ def run(config: PipelineConfig, out: Path) -> dict[str, Any]:
     with TrajectoryWriter(out / "rollouts.jsonl") as writer:
         for episode in episodes:
             writer.write(episode)
-    counterfactual = (
-        counterfactual_runner(config, agent) if config.router.label == "counterfactual" else None
-    )
+    counterfactual = None
+    if config.router.label == "counterfactual":
+        workers = config.router.label_workers
+        counterfactual = (
+            counterfactual_runner(config, agent)
+            if workers == 1
+            else parallel_counterfactual(config, episodes, workers)
+        )
     labels = step_labels(episodes, config.router.label, counterfactual)
     save_step_labels(out / LABELS_FILE, episodes, labels, config.router.label)
     router, report, heldout = fit_router(episodes, labels, config.router, seed=config.seed)

@@ -27,6 +27,9 @@ __all__ = [
     "ABLATIONS",
     "ROLLOUTS",
     "run_ablations",
+    "REPEATED",
+    "repeated_ablations",
+    "render_repeated_table",
     "load_router_stage",
     "render_table",
     "save_variant_agent",
@@ -109,10 +112,91 @@ def run_ablations(
                 {"variant": name, "features": report["features"]}
                 | {key: report[key] for key in COLUMNS}
                 | frontier
+                | {"test_steps": len(heldout["y"]), "test_failures": int(heldout["y"].sum())}
             )
     finally:
         quiet.setLevel(level)
     return rows
+
+
+#: The held-out figures the repeated-split table reads (AUROC: higher is better; the rest lower).
+REPEATED = {
+    "test_auroc": "AUROC",
+    "test_brier": "Brier",
+    "residual@0.2": "residual failure, 20% escalated",
+    "residual@0.4": "residual failure, 40% escalated",
+}
+
+
+def repeated_ablations(
+    episodes: list[dict[str, Any]],
+    labels: np.ndarray,
+    config: RouterConfig,
+    *,
+    seeds: list[int],
+    variants: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`run_ablations` once per seed -- a seed draws the train / calibration / test task
+    split and the MLP's start -- so a few failing held-out steps of one split do not decide the
+    ranking. One row per variant: for each :data:`REPEATED` figure its per-split values
+    (``values``) and their differences from the first variant's on the same split (``deltas``,
+    paired), the base rate's Brier per split, and the held-out failing steps summed over the
+    splits. An AUROC is undefined on a
+    split whose test steps share one label; such a split counts only for the other figures."""
+    per_seed = [run_ablations(episodes, labels, config, seed=s, variants=variants) for s in seeds]
+    rows = []
+    for i, first in enumerate(per_seed[0]):
+        mine = [split[i] for split in per_seed]
+        reference = [split[0] for split in per_seed]
+        rows.append(
+            {
+                "variant": first["variant"],
+                "features": first["features"],
+                "splits": len(seeds),
+                "test_failures": sum(r["test_failures"] for r in mine),
+                "base_rate_brier": np.array([r["test_brier_base_rate"] for r in mine]),
+                "values": {k: np.array([r[k] for r in mine], dtype=float) for k in REPEATED},
+                "deltas": {
+                    k: np.array([r[k] - b[k] for r, b in zip(mine, reference, strict=True)])
+                    for k in REPEATED
+                },
+            }
+        )
+    return rows
+
+
+def _spread(values: np.ndarray) -> str:
+    """Mean [2.5th, 97.5th percentile] over the splits where the figure is defined."""
+    v = values[~np.isnan(values)]
+    if v.size == 0:
+        return "n/a"
+    lo, hi = np.percentile(v, [2.5, 97.5])
+    return f"{v.mean():.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def render_repeated_table(rows: list[dict[str, Any]]) -> str:
+    """The repeated-split rows as a Markdown table: each figure's mean over the splits with the
+    central 95 % of its split values, then the paired difference from the first variant, and
+    in how many splits (of those with both labels held out) the AUROC fell below the first's."""
+    reference = rows[0]["variant"]
+    head = ["variant", "features", "held-out failing steps (all splits)"]
+    for key, name in REPEATED.items():
+        head += [name, f"{name} minus {reference}"]
+        if key == "test_brier":
+            head.append("Brier (base rate)")
+    head.append(f"AUROC below {reference}")
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["variant"], str(len(row["features"])), str(row["test_failures"])]
+        for key in REPEATED:
+            cells += [_spread(row["values"][key]), _spread(row["deltas"][key])]
+            if key == "test_brier":  # the training steps' failure rate, predicted for every step
+                cells.append(_spread(row["base_rate_brier"]))
+        auroc = row["deltas"]["test_auroc"]
+        defined = auroc[~np.isnan(auroc)]
+        cells.append(f"{int((defined < 0).sum())} of {defined.size}")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:

@@ -61,6 +61,14 @@ def test_a_new_setting_changes_the_hash_once_set() -> None:
     assert all(a.stage_hash(s) == b.stage_hash(s) for s in STAGES)
 
 
+def test_a_speed_setting_leaves_the_hash_alone() -> None:
+    # Labels do not depend on how many processes compute them (the smoke pipeline test checks
+    # that), so changing the count must not retrain the router stage.
+    a, b = PipelineConfig(), PipelineConfig()
+    b.router.label_workers = 4
+    assert all(a.stage_hash(s) == b.stage_hash(s) for s in STAGES)
+
+
 def test_every_field_is_documented() -> None:
     config = PipelineConfig()
     for section in [
@@ -88,6 +96,7 @@ def test_every_field_is_documented() -> None:
         ),
         ("router: {min_isotonic_steps: 1}", r"router\.min_isotonic_steps: must be >= 2"),
         ("router: {cvar_alpha: 0}", r"router\.cvar_alpha: must be in \(0, 1\]"),
+        ("router: {label_workers: 0}", r"router\.label_workers: must be at least 1"),
         ("env: {perturbation: 'flaky_tool(q=1)'}", r"env\.perturbation: .*flaky_tool"),
         ("env: [1, 2]", r"env: must be a mapping"),
         ("policy: {k: 1}", r"policy\.k: need at least 2"),

@@ -137,6 +137,7 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     data = yaml.safe_load(config.read_text())
     data["router"]["label"] = "counterfactual"
     data["router"]["mixed_escalation_rate"] = 0.3  # and mixed trajectories
+    data["router"]["label_workers"] = 2  # played by two worker processes
     config.write_text(yaml.safe_dump(data))
     cf = _run_r2v("train", "router", "--config", str(config))
     assert cf.returncode == 0, cf.stderr[-3000:]
@@ -147,6 +148,23 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     rollouts = list(read_episodes(run / "router" / "rollouts.jsonl"))
     assert mode == "counterfactual" and len(saved) == len(rollouts)
     assert all(len(saved[e["episode_key"]]) == len(e["steps"]) for e in rollouts)
+    # The workers' labels are the ones one process playing every rollout in order gives.
+    from r2v_agent.config import PipelineConfig
+    from r2v_agent.router.baselines import NeverEscalate
+    from r2v_agent.training import components
+    from r2v_agent.training.fit_router import counterfactual_runner
+
+    loaded = PipelineConfig.from_yaml(config)
+    serial_agent = components.agent(
+        loaded, str(run / "dpo" / "policy"), NeverEscalate(), keep_base=True
+    )
+    serial = counterfactual_runner(loaded, serial_agent)
+    failed = [e for e in rollouts if not e["success"]]
+    assert failed, "no failed router episode: the labels were not exercised"
+    for episode in failed:
+        expected = [int(serial(episode, t)) for t in range(len(episode["steps"]))]
+        assert saved[episode["episode_key"]] == expected, episode["episode_key"]
+    assert "counterfactual labels (2 workers)" in cf.stderr
     assert (run / "dpo" / "stage.json").stat().st_mtime_ns < (
         run / "router" / "stage.json"
     ).stat().st_mtime_ns

@@ -214,3 +214,31 @@ def test_residual_failure_by_hand() -> None:
     assert residual_failure(p, y, 1.0) == 0.0  # all escalated: nothing left to fail
     with pytest.raises(ValueError, match="3 scores for 4 labels"):
         residual_failure(p[:3], y, 0.5)
+
+
+def test_repeated_splits_pair_each_variant_with_all_15_on_the_same_split() -> None:
+    from r2v_agent.training.router_ablation import (
+        render_repeated_table,
+        repeated_ablations,
+        run_ablations,
+    )
+
+    episodes, labels = _episodes(30)
+    config = RouterConfig(calibration="temperature", epochs=100, budget=0.4)
+    variants = {"all 15": {}, "all - entropy": {"features": ["all", "-entropy"]}}
+    rows = repeated_ablations(episodes, labels, config, seeds=[0, 1, 2], variants=variants)
+    single = [run_ablations(episodes, labels, config, seed=s, variants=variants) for s in (0, 1, 2)]
+    full, without = rows
+    # each split's value is that split's single fit; the difference is paired by split
+    np.testing.assert_allclose(full["values"]["test_auroc"], [r[0]["test_auroc"] for r in single])
+    np.testing.assert_allclose(
+        without["deltas"]["test_brier"],
+        [r[1]["test_brier"] - r[0]["test_brier"] for r in single],
+    )
+    assert np.all(full["deltas"]["test_auroc"] == 0.0)
+    assert full["test_failures"] == sum(r[0]["test_failures"] for r in single) > 0
+    # the label follows the entropy feature: without it the AUROC drops on every split
+    assert np.all(without["deltas"]["test_auroc"] < 0)
+    table = render_repeated_table(rows)
+    assert "| all - entropy | 13 |" in table and "| 3 of 3 |" in table
+    assert "| all 15 | 15 |" in table and "| 0 of 3 |" in table
