@@ -21,9 +21,11 @@ import torch
 
 from r2v_agent.config import PipelineConfig
 from r2v_agent.groundtruth import LABELS_FILE, load_step_labels
-from r2v_agent.router.baselines import NeverEscalate
-from r2v_agent.training import components
-from r2v_agent.training.fit_router import counterfactual_runner, parallel_counterfactual
+from r2v_agent.training.fit_router import (
+    counterfactual_runner,
+    fixed_policy_agent,
+    parallel_counterfactual,
+)
 from r2v_agent.trajectories import read_episodes
 
 
@@ -44,10 +46,7 @@ def main() -> None:
     print(f"{len(episodes)} failed episodes, {steps} rollouts; {os.cpu_count()} cores")
 
     torch.set_num_threads(os.cpu_count() or 1)
-    agent = components.agent(
-        config, str(config.run_dir / "dpo" / "policy"), NeverEscalate(), keep_base=True
-    )
-    serial = counterfactual_runner(config, agent)
+    serial = counterfactual_runner(config, fixed_policy_agent(config))
     start = time.perf_counter()
     one = {e["episode_key"]: [serial(e, t) for t in range(len(e["steps"]))] for e in episodes}
     t_one = time.perf_counter() - start

@@ -43,6 +43,7 @@ __all__ = [
     "run",
     "counterfactual_runner",
     "parallel_counterfactual",
+    "fixed_policy_agent",
     "fit_router",
     "choose_threshold",
 ]
@@ -283,6 +284,15 @@ def counterfactual_runner(
     return run
 
 
+def fixed_policy_agent(config: PipelineConfig) -> Any:
+    """The DPO stage's policy alone (never escalating), as the router stage plays and labels
+    with it; label workers build the same agent, so their labels match the stage's own."""
+    from r2v_agent.router.baselines import NeverEscalate
+
+    policy_dir = str(config.run_dir / "dpo" / "policy")
+    return components.agent(config, policy_dir, NeverEscalate(), keep_base=True)
+
+
 # A label worker's rollout function, built once per process (loading the policy is slow).
 _WORKER_RUNNER: Callable[[dict[str, Any], int], bool] | None = None
 
@@ -290,13 +300,9 @@ _WORKER_RUNNER: Callable[[dict[str, Any], int], bool] | None = None
 def _label_worker_init(config: PipelineConfig, threads: int) -> None:
     import torch
 
-    from r2v_agent.router.baselines import NeverEscalate
-
     global _WORKER_RUNNER
     torch.set_num_threads(threads)
-    policy_dir = str(config.run_dir / "dpo" / "policy")
-    agent = components.agent(config, policy_dir, NeverEscalate(), keep_base=True)
-    _WORKER_RUNNER = counterfactual_runner(config, agent)
+    _WORKER_RUNNER = counterfactual_runner(config, fixed_policy_agent(config))
 
 
 def _label_episode(episode: dict[str, Any]) -> tuple[str, list[bool]]:
@@ -340,8 +346,7 @@ def run(config: PipelineConfig, out: Path) -> dict[str, Any]:
     from r2v_agent.teacher.oracle import OracleTeacher
     from r2v_agent.training.fit_router import fit_router
 
-    policy_dir = str(config.run_dir / "dpo" / "policy")
-    agent = components.agent(config, policy_dir, NeverEscalate(), keep_base=True)
+    agent = fixed_policy_agent(config)
     if config.router.fresh_tasks:  # unseen by BC and DPO: the failures deployment will meet
         first = config.env.train_tasks
         tasks = list(range(first, first + (config.router.tasks or config.env.train_tasks)))

@@ -112,7 +112,7 @@ def run_ablations(
                 {"variant": name, "features": report["features"]}
                 | {key: report[key] for key in COLUMNS}
                 | frontier
-                | {"test_steps": len(heldout["y"]), "test_failures": int(heldout["y"].sum())}
+                | {"test_failures": int(heldout["y"].sum())}
             )
     finally:
         quiet.setLevel(level)
@@ -141,18 +141,17 @@ def repeated_ablations(
     ranking. One row per variant: for each :data:`REPEATED` figure its per-split values
     (``values``) and their differences from the first variant's on the same split (``deltas``,
     paired), the base rate's Brier per split, and the held-out failing steps summed over the
-    splits. An AUROC is undefined on a
-    split whose test steps share one label; such a split counts only for the other figures."""
+    splits. An AUROC is undefined on a split whose test steps share one label; such a split
+    counts only for the other figures."""
     per_seed = [run_ablations(episodes, labels, config, seed=s, variants=variants) for s in seeds]
+    reference = [split[0] for split in per_seed]
     rows = []
     for i, first in enumerate(per_seed[0]):
         mine = [split[i] for split in per_seed]
-        reference = [split[0] for split in per_seed]
         rows.append(
             {
                 "variant": first["variant"],
                 "features": first["features"],
-                "splits": len(seeds),
                 "test_failures": sum(r["test_failures"] for r in mine),
                 "base_rate_brier": np.array([r["test_brier_base_rate"] for r in mine]),
                 "values": {k: np.array([r[k] for r in mine], dtype=float) for k in REPEATED},

@@ -150,15 +150,10 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     assert all(len(saved[e["episode_key"]]) == len(e["steps"]) for e in rollouts)
     # The workers' labels are the ones one process playing every rollout in order gives.
     from r2v_agent.config import PipelineConfig
-    from r2v_agent.router.baselines import NeverEscalate
-    from r2v_agent.training import components
-    from r2v_agent.training.fit_router import counterfactual_runner
+    from r2v_agent.training.fit_router import counterfactual_runner, fixed_policy_agent
 
     loaded = PipelineConfig.from_yaml(config)
-    serial_agent = components.agent(
-        loaded, str(run / "dpo" / "policy"), NeverEscalate(), keep_base=True
-    )
-    serial = counterfactual_runner(loaded, serial_agent)
+    serial = counterfactual_runner(loaded, fixed_policy_agent(loaded))
     failed = [e for e in rollouts if not e["success"]]
     assert failed, "no failed router episode: the labels were not exercised"
     for episode in failed:
