@@ -201,6 +201,14 @@ class RouterConfig:
         "included: benchmarks/counterfactual_labels.py).",
         2,
     )
+    backend: str = _doc(
+        "SLM backend the stage plays and labels its rollouts with: 'transformers' (int8 on CPU, "
+        "as policy.quantize says) or 'llamacpp' (the BF16 GGUF that evaluations on CPU run). "
+        "The router's sample features (entropy, likelihood, agreement, verifier scores) come "
+        "from this backend, so fitting on the one it will run on removes a train/run shift "
+        "(benchmarks/backend_feature_shift.py measures it).",
+        "transformers",
+    )
     features: list[str] | None = _doc(
         "Features the router reads, for ablations: feature or group names (entropy, "
         "likelihood, agreement, verifier, step_position, context), '-name' to drop one, e.g. "
@@ -333,6 +341,12 @@ class PipelineConfig:
             "must be at least 1",
         )
         need(
+            self.router.backend in ("transformers", "llamacpp"),
+            "router.backend",
+            self.router.backend,
+            "must be 'transformers' or 'llamacpp' (the backends built from the weights in hand)",
+        )
+        need(
             self.router.label in ("progress", "counterfactual"),
             "router.label",
             self.router.label,
@@ -441,7 +455,12 @@ STAGES: tuple[str, ...] = ("collect", "bc", "verifier", "dpo", "router", "report
 #: section -> {field: its value that does what the code did before the field existed}.
 _HASHED_ONLY_WHEN_SET: dict[str, dict[str, Any]] = {
     "policy": {"entropy_top_k": None, "action_log": False},
-    "router": {"fresh_tasks": False, "mixed_escalation_rate": 0.0, "features": None},
+    "router": {
+        "fresh_tasks": False,
+        "mixed_escalation_rate": 0.0,
+        "features": None,
+        "backend": "transformers",
+    },
     "bc": {"dagger_rounds": 0, "dagger_tasks": None, "dagger_backend": "llamacpp"},
 }
 #: section -> fields that decide how fast a stage runs, never what it writes.

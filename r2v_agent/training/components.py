@@ -76,11 +76,20 @@ def agent(
     teacher: Any = None,
     keep_base: bool = False,
     threshold: float = 1.0,
+    backend: str = "transformers",
 ) -> Any:
+    """A routed agent over the policy in ``source``: on ``backend`` 'transformers' the
+    :func:`sampler`, on 'llamacpp' the same weights as a BF16 GGUF (what CPU evaluations run)."""
     from r2v_agent.agent import RoutedAgent
 
+    if backend == "transformers":
+        policy = sampler(config, source, keep_base=keep_base)
+    else:
+        policy = _backend_policy(
+            config, source, backend=backend, seed=config.seed, keep_base=keep_base
+        )
     return RoutedAgent(
-        sampler(config, source, keep_base=keep_base),
+        policy,
         router,
         teacher,
         threshold=threshold,
@@ -97,11 +106,29 @@ def solo_agent(config: PipelineConfig, source: str | Path, *, backend: str, seed
     """The policy in ``source`` alone, as an SLM-only evaluation plays it: K samples a step on
     ``backend``, the rule verifier picks, the router never escalates."""
     from r2v_agent.agent import RoutedAgent
-    from r2v_agent.policy.build import build_policy
     from r2v_agent.router.baselines import NeverEscalate
 
+    return RoutedAgent(
+        _backend_policy(config, source, backend=backend, seed=seed),
+        NeverEscalate(),
+        None,
+        threshold=1.0,
+        family=family(config),
+        max_steps=config.env.max_steps,
+        history_chars=config.policy.history_chars,
+        action_log=config.policy.action_log,
+    )
+
+
+def _backend_policy(
+    config: PipelineConfig, source: str | Path, *, backend: str, seed: int, keep_base: bool = False
+) -> Any:
+    """The policy in ``source`` on ``backend`` (``keep_base``: with its full-precision model, so
+    an agent over it can be saved)."""
+    from r2v_agent.policy.build import build_policy
+
     model, tokenizer = load_model(str(source), seed)
-    policy = build_policy(
+    return build_policy(
         backend,
         model,
         tokenizer,
@@ -110,18 +137,8 @@ def solo_agent(config: PipelineConfig, source: str | Path, *, backend: str, seed
         temperature=config.policy.temperature,
         seed=seed,
         quantize=config.policy.quantize if backend == "transformers" else None,
-        keep_base=False,
+        keep_base=keep_base,
         entropy_top_k=config.policy.entropy_top_k,
-    )
-    return RoutedAgent(
-        policy,
-        NeverEscalate(),
-        None,
-        threshold=1.0,
-        family=family(config),
-        max_steps=config.env.max_steps,
-        history_chars=config.policy.history_chars,
-        action_log=config.policy.action_log,
     )
 
 

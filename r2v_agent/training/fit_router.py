@@ -285,12 +285,15 @@ def counterfactual_runner(
 
 
 def fixed_policy_agent(config: PipelineConfig) -> Any:
-    """The DPO stage's policy alone (never escalating), as the router stage plays and labels
-    with it; label workers build the same agent, so their labels match the stage's own."""
+    """The DPO stage's policy alone (never escalating) on ``router.backend``, as the router
+    stage plays and labels with it; label workers build the same agent, so their labels match
+    the stage's own."""
     from r2v_agent.router.baselines import NeverEscalate
 
     policy_dir = str(config.run_dir / "dpo" / "policy")
-    return components.agent(config, policy_dir, NeverEscalate(), keep_base=True)
+    return components.agent(
+        config, policy_dir, NeverEscalate(), keep_base=True, backend=config.router.backend
+    )
 
 
 # A label worker's rollout function, built once per process (loading the policy is slow).

@@ -97,6 +97,7 @@ def test_every_field_is_documented() -> None:
         ("router: {min_isotonic_steps: 1}", r"router\.min_isotonic_steps: must be >= 2"),
         ("router: {cvar_alpha: 0}", r"router\.cvar_alpha: must be in \(0, 1\]"),
         ("router: {label_workers: 0}", r"router\.label_workers: must be at least 1"),
+        ("router: {backend: vllm}", r"router\.backend: must be 'transformers' or 'llamacpp'"),
         ("env: {perturbation: 'flaky_tool(q=1)'}", r"env\.perturbation: .*flaky_tool"),
         ("env: [1, 2]", r"env: must be a mapping"),
         ("policy: {k: 1}", r"policy\.k: need at least 2"),

@@ -239,6 +239,51 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="tasks must be in"):
         save_variant_agent(run, router_config, tmp_path / "variants" / "x", tasks=len(played) + 1)
 
+    # The router stage on the llamacpp backend (the one CPU evaluations run): a new stage hash,
+    # rollouts and labels played by that backend in the stage and in its label workers alike.
+    from r2v_agent.policy.llamacpp import LlamaCppPolicy
+
+    pytest.importorskip("llama_cpp")
+    old_hash = json.loads((run / "router" / "stage.json").read_text())["hash"]
+    data["router"]["backend"] = "llamacpp"
+    config.write_text(yaml.safe_dump(data))
+    on_llamacpp = _run_r2v("train", "router", "--config", str(config))
+    assert on_llamacpp.returncode == 0, on_llamacpp.stderr[-3000:]
+    assert json.loads((run / "router" / "stage.json").read_text())["hash"] != old_hash
+    loaded = PipelineConfig.from_yaml(config)
+    fixed = fixed_policy_agent(loaded)
+    assert isinstance(fixed.policy, LlamaCppPolicy)
+    serial = counterfactual_runner(loaded, fixed)
+    _, saved = load_step_labels(run / "router" / "labels.json")
+    rollouts = list(read_episodes(run / "router" / "rollouts.jsonl"))
+    failed = [e for e in rollouts if not e["success"]]
+    assert failed, "no failed router episode: the labels were not exercised"
+    for episode in failed:
+        expected = [int(serial(episode, t)) for t in range(len(episode["steps"]))]
+        assert saved[episode["episode_key"]] == expected, episode["episode_key"]
+    played_on = RoutedAgent.from_pretrained(run / "router" / "agent", backend="llamacpp")
+    obs, info = env.reset(seed=7)
+    played_on.reset(seed=7)
+    assert isinstance(played_on.act(obs, info), str)
+
+    # The backend-shift script replays the stage's states: the position features it recomputes
+    # from the logged history are the ones the stage recorded.
+    shift = tmp_path / "shift.md"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/backend_feature_shift.py", "--config", str(config)]
+        + ["--episodes", "4", "--out", str(shift)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    text = shift.read_text()
+    assert "recorded ones (0: the replay reproduces the stage's states): none." in text
+    summary = json.loads(shift.with_suffix(".json").read_text())["summary"]
+    assert set(summary) == {"stage", "resampled", "llamacpp"}
+    assert all(0.0 <= entry["share_over_tau"] <= 1.0 for entry in summary.values())
+
 
 def test_single_stage_needs_its_inputs(tmp_path: Path) -> None:
     config = _config(tmp_path)
