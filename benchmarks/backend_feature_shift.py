@@ -28,15 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from r2v_agent import metrics
 from r2v_agent.agent import RoutedAgent
 from r2v_agent.config import PipelineConfig
 from r2v_agent.groundtruth import LABELS_FILE, load_step_labels
-from r2v_agent.policy.prompts import Turn
 from r2v_agent.router.features import FEATURE_NAMES
 from r2v_agent.training import components
+from r2v_agent.training.feature_draws import redraw_features
 from r2v_agent.trajectories import read_episodes
 
 #: Features computed from the state alone, not from the sampled candidates.
@@ -59,46 +58,6 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     if ra.std() == 0 or rb.std() == 0:
         return float("nan")
     return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def replay_features(
-    agent: RoutedAgent,
-    episodes: list[dict[str, Any]],
-    family: str,
-    max_steps: int,
-    seed: int,
-    desc: str,
-) -> list[dict[str, float]]:
-    """Features of every SLM-acted step, sampled by ``agent`` from the recorded history."""
-    rows = []
-    fmt = agent.format_of(family)
-    bar = tqdm(total=sum(s["actor"] != "teacher" for e in episodes for s in e["steps"]), desc=desc)
-    for episode in episodes:
-        agent.reset(seed=seed)
-        turns: list[Turn] = []
-        escalations = 0
-        for t, step in enumerate(episode["steps"]):
-            # The agent sees the info of the step before: whether *that* action's tool failed.
-            tool_error = bool(t and episode["steps"][t - 1]["tool_error"])
-            if step["actor"] != "teacher":
-                sample = agent.sample_step(
-                    fmt.messages([*turns, Turn(step["observation"])]), family
-                )
-                assessed = agent.assess(
-                    sample,
-                    observation=step["observation"],
-                    info={"max_episode_steps": max_steps, "tool_error": tool_error},
-                    family=family,
-                    step=t,
-                    escalations_so_far=escalations,
-                )
-                rows.append({**assessed.features, "p_fail": assessed.p_fail})
-                bar.update()
-            else:
-                escalations += 1
-            turns.append(Turn(step["observation"], step["action"]))
-    bar.close()
-    return rows
 
 
 def main() -> None:
@@ -127,9 +86,17 @@ def main() -> None:
     for name, backend in (("resampled", config.router.backend), (args.backend, args.backend)):
         agent = RoutedAgent.from_pretrained(agent_dir, seed=args.seed, backend=backend)
         fitted, tau = agent.router, agent.threshold
-        sources[name] = replay_features(
-            agent, episodes, family, config.env.max_steps, args.seed, f"{name} ({backend})"
+        drawn = redraw_features(
+            agent,
+            episodes,
+            family=family,
+            max_steps=config.env.max_steps,
+            seed=args.seed,
+            desc=f"{name} ({backend})",
         )
+        rows = [drawn[e["episode_key"]][t] or {} for e, t in slm]  # SLM-acted: never None
+        p_fail = agent.router.p_fail(np.asarray([[r[f] for f in FEATURE_NAMES] for r in rows]))
+        sources[name] = [{**r, "p_fail": float(p)} for r, p in zip(rows, p_fail, strict=True)]
         del agent
     # The stage recorded the p_fail of the router it played with (none, or the mixed rollouts'
     # random one): score its features with the fitted router, as the replays are.
@@ -201,8 +168,14 @@ def main() -> None:
     print(text)
     if args.out is not None:
         args.out.write_text(text)
+        rounded = {
+            n: [{k: round(v, 6) for k, v in r.items()} for r in rs] for n, rs in sources.items()
+        }
         args.out.with_suffix(".json").write_text(
-            json.dumps({"summary": summary, "labels": y.tolist(), "sources": sources}, indent=0)
+            json.dumps(
+                {"summary": summary, "labels": y.tolist(), "sources": rounded},
+                separators=(",", ":"),
+            )
         )
 
 

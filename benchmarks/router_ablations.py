@@ -16,20 +16,29 @@ and saves the run's agent with it, to be evaluated with ``benchmarks/run.py --ag
 
     python benchmarks/router_ablations.py --config benchmarks/configs/textworld-main.yaml \
         --save-agent runs/textworld-main-variants/slm-only --rollouts slm
+
+Feature draws (``router.feature_draws``) on a run whose stage recorded one: ``--redraw N
+--draws FILE`` samples every SLM-acted state of the stage N more times (``--draw-backend``),
+writes the draws to FILE (reused when it exists) and fits every variant on them too;
+``--draws FILE`` alone reuses a file; ``--no-draws`` fits on the recorded draw only.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
+from typing import Any
 
 from r2v_agent.config import PipelineConfig
 from r2v_agent.errors import R2VAgentError
 from r2v_agent.training.router_ablation import (
     ABLATIONS,
     ROLLOUTS,
+    draws_comparison,
     load_router_stage,
+    render_draws_comparison,
     render_repeated_table,
     render_table,
     repeated_ablations,
@@ -66,10 +75,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="with --save-agent: fit on the router stage's first N tasks only",
     )
+    parser.add_argument("--draws", default=None, help="a file of extra feature draws to fit on")
+    parser.add_argument(
+        "--redraw", type=int, default=0, help="with --draws: sample N draws into it if missing"
+    )
+    parser.add_argument("--draw-backend", default="llamacpp", help="the SLM backend of --redraw")
+    parser.add_argument(
+        "--no-draws", action="store_true", help="fit on the recorded draw only (not the stage's)"
+    )
     args = parser.parse_args(argv)
     try:
         config = PipelineConfig.from_yaml(args.config)
-        episodes, labels, mode = load_router_stage(config.run_dir)
+        draws = _draws(config, args)
+        episodes, labels, mode = load_router_stage(config.run_dir, draws=draws)
     except (R2VAgentError, OSError) as exc:
         print(f"router_ablations: error: {exc} (has the pipeline's router stage run?)")
         return 2
@@ -88,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 rollouts=args.rollouts,
                 tasks=args.tasks,
                 seed=config.seed,
+                draws=draws,
             )
         except R2VAgentError as exc:
             print(f"router_ablations: error: {exc}")
@@ -104,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_ablations(episodes, labels, config.router, seed=config.seed)
     table = render_table(rows)
     header = (
-        f"Router ablations on {config.name}'s router stage: {len(labels)} steps, "
+        f"Router ablations on {config.name}'s router stage: {len(labels)} steps"
+        + (f" ({len(draws) + 1} draws a state)" if draws else "")
+        + ", "
         f"{mode} labels (failure rate {labels.mean():.3f}), seed {config.seed}\n\n"
     )
     text = header + table
@@ -117,10 +138,43 @@ def main(argv: list[str] | None = None) -> int:
             "splits], and the paired difference from all 15 on the same split.\n\n"
             + render_repeated_table(repeated)
         )
+        if draws:  # the same router fitted on one draw a state vs on every draw, scored alike
+            recorded, recorded_labels, _ = load_router_stage(config.run_dir, draws=[])
+            figures = draws_comparison(recorded, recorded_labels, draws, config.router, seeds=seeds)
+            text += (
+                f"\nOne draw a state vs {len(draws) + 1} (all 15 features), over the same "
+                f"{args.splits} task splits: both routers scored on the held-out tasks' steps as "
+                "the extra draws sampled them (features neither was fitted on).\n\n"
+                + render_draws_comparison(figures, len(draws) + 1)
+            )
     print(text)
     if args.out:
         Path(args.out).write_text(text)
     return 0
+
+
+def _draws(config: PipelineConfig, args: argparse.Namespace) -> list[Any] | None:
+    """The extra feature draws to fit on: ``None`` for the stage's own, ``[]`` for none."""
+    from r2v_agent.training.feature_draws import extra_draws, load_draws, save_draws
+    from r2v_agent.training.fit_router import fixed_policy_agent
+    from r2v_agent.training.router_ablation import load_router_stage as load
+
+    if args.no_draws:
+        return []
+    if args.draws is None:
+        return None
+    path = Path(args.draws)
+    if not path.is_file() and args.redraw > 0:
+        on = copy.deepcopy(config)
+        on.router.backend = args.draw_backend
+        agent = fixed_policy_agent(on)
+        episodes = load(config.run_dir, draws=[])[0]
+        drawn = extra_draws(config, agent, episodes, args.redraw)
+        save_draws(path, drawn)
+    draws = load_draws(path)
+    if not draws:
+        raise FileNotFoundError(f"no feature draws in {path} (give --redraw N to sample them)")
+    return draws
 
 
 if __name__ == "__main__":

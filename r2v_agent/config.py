@@ -201,6 +201,13 @@ class RouterConfig:
         "included: benchmarks/counterfactual_labels.py).",
         2,
     )
+    feature_draws: int = _doc(
+        "Draws of each logged SLM step's features the router is fitted on: 1, the draw the "
+        "rollout recorded; N adds N-1 fresh samples of the same state's K candidates (from its "
+        "logged history, other seeds) with the same label, so the router learns what holds "
+        "across draws rather than one draw's noise. Costs one SLM step per extra draw and step.",
+        1,
+    )
     backend: str = _doc(
         "SLM backend the stage plays and labels its rollouts with: 'transformers' (int8 on CPU, "
         "as policy.quantize says) or 'llamacpp' (the BF16 GGUF that evaluations on CPU run). "
@@ -341,6 +348,12 @@ class PipelineConfig:
             "must be at least 1",
         )
         need(
+            self.router.feature_draws >= 1,
+            "router.feature_draws",
+            self.router.feature_draws,
+            "must be at least 1 (the recorded draw)",
+        )
+        need(
             self.router.backend in ("transformers", "llamacpp"),
             "router.backend",
             self.router.backend,
@@ -460,6 +473,7 @@ _HASHED_ONLY_WHEN_SET: dict[str, dict[str, Any]] = {
         "mixed_escalation_rate": 0.0,
         "features": None,
         "backend": "transformers",
+        "feature_draws": 1,
     },
     "bc": {"dagger_rounds": 0, "dagger_tasks": None, "dagger_backend": "llamacpp"},
 }

@@ -68,11 +68,16 @@ Counterfactual = Callable[[dict[str, Any], int], bool]
 
 
 def step_labels(
-    episodes: list[dict[str, Any]], label: str, counterfactual: Counterfactual | None = None
+    episodes: list[dict[str, Any]],
+    label: str,
+    counterfactual: Counterfactual | None = None,
+    *,
+    progress: bool = True,
 ) -> np.ndarray:
-    """One 0/1 label per step, in episode order (1 = the SLM fails here)."""
+    """One 0/1 label per step, in episode order (1 = the SLM fails here). ``progress``: show a
+    bar over the counterfactual rollouts (off when a worker pool computed them already)."""
     labels = []
-    if label == "counterfactual":  # one rollout per step of a failed episode: show progress
+    if label == "counterfactual" and progress:  # one rollout per step of a failed episode
         episodes = tqdm(episodes, desc="router: counterfactual labels", unit="episode")
     for episode in episodes:
         n = len(episode["steps"])

@@ -45,6 +45,7 @@ __all__ = [
     "parallel_counterfactual",
     "fixed_policy_agent",
     "fit_router",
+    "split_tasks",
     "choose_threshold",
 ]
 
@@ -97,6 +98,21 @@ def choose_threshold(
     return best
 
 
+def split_tasks(
+    tasks: list[int], heldout_fraction: float, *, seed: int
+) -> tuple[set[int], set[int]]:
+    """The calibration and test tasks :func:`fit_router` holds out of ``tasks`` (the rest
+    train): a seeded shuffle, so every fit with the same tasks and seed splits them alike."""
+    unique_tasks = sorted(set(tasks))
+    if len(unique_tasks) < 3:
+        raise StageError(
+            f"router: need at least 3 tasks to train and hold out, got {len(unique_tasks)}"
+        )
+    random.Random(seed).shuffle(unique_tasks)
+    n_held = min(len(unique_tasks) - 1, max(2, round(heldout_fraction * len(unique_tasks))))
+    return set(unique_tasks[: n_held // 2]), set(unique_tasks[n_held // 2 : n_held])
+
+
 def fit_router(
     episodes: list[dict[str, Any]], labels: np.ndarray, config: RouterConfig, *, seed: int
 ) -> tuple[MLPRouter, dict[str, Any], dict[str, np.ndarray]]:
@@ -108,16 +124,7 @@ def fit_router(
         raise StageError(f"router: {len(x)} steps but {len(labels)} labels")
     slm = slm_steps(episodes)  # mixed trajectories: learn from the SLM's own steps only
     x, seeds, tasks, labels = x[slm], seeds[slm], tasks[slm], labels[slm]
-    unique_tasks = sorted(set(tasks.tolist()))
-    if len(unique_tasks) < 3:
-        raise StageError(
-            f"router: need at least 3 tasks to train and hold out, got {len(unique_tasks)}"
-        )
-    rng = random.Random(seed)
-    rng.shuffle(unique_tasks)
-    n_held = min(len(unique_tasks) - 1, max(2, round(config.heldout_fraction * len(unique_tasks))))
-    calib_tasks = set(unique_tasks[: n_held // 2])
-    test_tasks = set(unique_tasks[n_held // 2 : n_held])
+    calib_tasks, test_tasks = split_tasks(tasks.tolist(), config.heldout_fraction, seed=seed)
     is_calib = np.isin(tasks, list(calib_tasks))
     is_test = np.isin(tasks, list(test_tasks))
     is_train = ~(is_calib | is_test)
@@ -380,9 +387,22 @@ def run(config: PipelineConfig, out: Path) -> dict[str, Any]:
             if workers == 1
             else parallel_counterfactual(config, episodes, workers)
         )
-    labels = step_labels(episodes, config.router.label, counterfactual)
+    pooled = counterfactual is not None and config.router.label_workers > 1
+    labels = step_labels(episodes, config.router.label, counterfactual, progress=not pooled)
     save_step_labels(out / LABELS_FILE, episodes, labels, config.router.label)
-    router, report, heldout = fit_router(episodes, labels, config.router, seed=config.seed)
+    fitted_on, fitted_labels = episodes, labels
+    if config.router.feature_draws > 1:  # the same states sampled again: see feature_draws
+        from r2v_agent.training.feature_draws import (
+            DRAWS_FILE,
+            extra_draws,
+            save_draws,
+            with_draws,
+        )
+
+        draws = extra_draws(config, agent, episodes, config.router.feature_draws - 1)
+        save_draws(out / DRAWS_FILE, draws)
+        fitted_on, fitted_labels = with_draws(episodes, labels, draws)
+    router, report, heldout = fit_router(fitted_on, fitted_labels, config.router, seed=config.seed)
     agent.router = router
     agent.threshold = report["threshold"]
     agent.teacher = OracleTeacher()
@@ -391,6 +411,7 @@ def run(config: PipelineConfig, out: Path) -> dict[str, Any]:
     report["slm_rollout_success"] = sum(e["success"] for e in slm_only) / len(slm_only)
     report["mixed_escalation_rate"] = rate
     report["mixed_episodes"] = len(episodes) - len(slm_only)
+    report["feature_draws"] = config.router.feature_draws
     import numpy as np
 
     np.savez(out / "heldout_predictions.npz", p=heldout["p"], y=heldout["y"])

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from r2v_agent import metrics
 from r2v_agent.config import RouterConfig
 from r2v_agent.groundtruth import LABELS_FILE, load_step_labels
 from r2v_agent.training.fit_router import fit_router
@@ -30,6 +31,8 @@ __all__ = [
     "REPEATED",
     "repeated_ablations",
     "render_repeated_table",
+    "draws_comparison",
+    "render_draws_comparison",
     "load_router_stage",
     "render_table",
     "save_variant_agent",
@@ -76,13 +79,22 @@ def residual_failure(p_fail: np.ndarray, labels: np.ndarray, share: float) -> fl
     return float(y[kept].sum() / p.size)
 
 
-def load_router_stage(run_dir: str | Path) -> tuple[list[dict[str, Any]], np.ndarray, str]:
-    """The router stage's rollouts and step labels (in step order) from a pipeline run."""
+def load_router_stage(
+    run_dir: str | Path, *, draws: list[Any] | None = None
+) -> tuple[list[dict[str, Any]], np.ndarray, str]:
+    """The router stage's rollouts and step labels (in step order) from a pipeline run, with
+    the stage's extra feature draws (``router.feature_draws``) as further copies, as the stage
+    fitted them; ``draws`` replaces the stage's (``[]``: the recorded draw only)."""
+    from r2v_agent.training.feature_draws import DRAWS_FILE, load_draws, with_draws
+
     stage = Path(run_dir) / "router"
     episodes = list(read_episodes(stage / "rollouts.jsonl"))
     mode, per_episode = load_step_labels(stage / LABELS_FILE)
     labels = np.asarray(
         [v for e in episodes for v in per_episode[e["episode_key"]]], dtype=np.float32
+    )
+    episodes, labels = with_draws(
+        episodes, labels, load_draws(stage / DRAWS_FILE) if draws is None else draws
     )
     return episodes, labels, mode
 
@@ -162,6 +174,79 @@ def repeated_ablations(
             }
         )
     return rows
+
+
+def draws_comparison(
+    episodes: list[dict[str, Any]],
+    labels: np.ndarray,
+    draws: list[Any],
+    config: RouterConfig,
+    *,
+    seeds: list[int],
+) -> dict[str, np.ndarray]:
+    """Fitted on the recorded draw vs on it and ``draws``, scored alike: per seed (a task split
+    and the MLP's start), both routers' AUROC and Brier, and the entropy feature's AUROC, on
+    the held-out test tasks' steps *as the extra draws sampled them* (features neither router
+    saw: what a router meets at run time), and the share of those steps each one's tau
+    escalates. ``episodes``/``labels``: the recorded draw only. Arrays are per seed."""
+    from r2v_agent.router.features import FEATURE_NAMES
+    from r2v_agent.training.feature_draws import with_draws
+    from r2v_agent.training.fit_router import slm_steps, split_tasks
+
+    both, both_labels = with_draws(episodes, labels, draws)
+    fresh = both[len(episodes) :]
+    fresh_labels = both_labels[len(labels) :]
+    x = np.asarray(
+        [[s["features"][n] for n in FEATURE_NAMES] for e in fresh for s in e["steps"]],
+        dtype=np.float32,
+    )
+    tasks = np.asarray([e["env_seed"] for e in fresh for _ in e["steps"]])
+    acted = slm_steps(fresh)
+    out: dict[str, list[float]] = {}
+    for seed in seeds:
+        one, one_report, _ = fit_router(episodes, labels, config, seed=seed)
+        many, many_report, _ = fit_router(both, both_labels, config, seed=seed)
+        _, test = split_tasks(tasks[acted].tolist(), config.heldout_fraction, seed=seed)
+        rows = acted & np.isin(tasks, list(test))
+        y = fresh_labels[rows]
+        figures = {
+            "auroc_entropy": metrics.auroc(x[rows, FEATURE_NAMES.index("chosen_entropy_mean")], y)
+        }
+        for name, router, report in (("recorded", one, one_report), ("draws", many, many_report)):
+            p = router.p_fail(x[rows])
+            figures[f"auroc_{name}"] = metrics.auroc(p, y)
+            figures[f"brier_{name}"] = metrics.brier(p, y)
+            figures[f"escalated_{name}"] = float(np.mean(p > report["threshold"]))
+        for key, value in figures.items():
+            out.setdefault(key, []).append(value)
+    return {k: np.asarray(v, dtype=float) for k, v in out.items()}
+
+
+def render_draws_comparison(figures: dict[str, np.ndarray], n_draws: int) -> str:
+    """:func:`draws_comparison`'s figures as a Markdown table: mean [central 95 % of the
+    splits], and fitted-on-draws minus fitted-on-the-recorded-draw, paired by split."""
+    out = [
+        "| figure (held-out tasks, fresh draws) | fitted on the recorded draw | fitted on "
+        f"{n_draws} draws | draws minus recorded | splits where draws is better |",
+        "|---|---|---|---|---|",
+    ]
+    for key, name, higher in (
+        ("auroc", "AUROC", True),
+        ("brier", "Brier", False),
+        ("escalated", "share over tau", None),
+    ):
+        a, b = figures[f"{key}_recorded"], figures[f"{key}_draws"]
+        ok = ~(np.isnan(a) | np.isnan(b))
+        better = (
+            ""
+            if higher is None
+            else f"{int(((b > a) if higher else (b < a))[ok].sum())} of {int(ok.sum())}"
+        )
+        out.append(f"| {name} | {_spread(a)} | {_spread(b)} | {_spread(b - a)} | {better} |")
+    out.append(
+        f"| AUROC of the entropy feature alone | {_spread(figures['auroc_entropy'])} | | | |"
+    )
+    return "\n".join(out) + "\n"
 
 
 def _spread(values: np.ndarray) -> str:
@@ -260,12 +345,14 @@ def save_variant_agent(
     rollouts: str = "all",
     tasks: int | None = None,
     seed: int = 0,
+    draws: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Fit one variant on the run's router-stage rollouts and save the run's agent with it as
     a new agent folder ``out`` (the policy's files are hard-linked where the disk allows), to
     be evaluated like any agent (``benchmarks/run.py --agent out``). ``tasks``: fit on the
     stage's first N tasks only (by task index), the router a smaller stage would have had.
-    Returns the fit's report."""
+    ``draws``: extra feature draws to fit on (:func:`load_router_stage`). Returns the fit's
+    report."""
     import json
 
     from r2v_agent.errors import ConfigError
@@ -277,7 +364,7 @@ def save_variant_agent(
     out = Path(out)
     if out.exists():
         raise ConfigError(f"{str(out)!r} exists: choose a new folder for the variant's agent")
-    episodes, labels, _ = load_router_stage(run_dir)
+    episodes, labels, _ = load_router_stage(run_dir, draws=draws)
     if rollouts == "slm":
         episodes, labels = _episodes_where(episodes, labels, lambda e: e["agent"] == "slm")
     if tasks is not None:
@@ -294,8 +381,10 @@ def save_variant_agent(
     spec = json.loads((out / "config.json").read_text())
     spec["router"] = save_router(router, out)
     spec["threshold"] = float(report["threshold"])
+    n_draws = len(episodes) // len({e["episode_key"] for e in episodes})
     spec["router_note"] = (
         f"router_ablation variant: {changes or 'as configured'}, {rollouts} rollouts"
+        + (f", {n_draws} feature draws a state" if n_draws > 1 else "")
         + (f", the stage's first {tasks} tasks" if tasks is not None else "")
     )
     (out / "config.json").write_text(json.dumps(spec, indent=2) + "\n")

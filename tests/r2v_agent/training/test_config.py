@@ -98,6 +98,7 @@ def test_every_field_is_documented() -> None:
         ("router: {cvar_alpha: 0}", r"router\.cvar_alpha: must be in \(0, 1\]"),
         ("router: {label_workers: 0}", r"router\.label_workers: must be at least 1"),
         ("router: {backend: vllm}", r"router\.backend: must be 'transformers' or 'llamacpp'"),
+        ("router: {feature_draws: 0}", r"router\.feature_draws: must be at least 1"),
         ("env: {perturbation: 'flaky_tool(q=1)'}", r"env\.perturbation: .*flaky_tool"),
         ("env: [1, 2]", r"env: must be a mapping"),
         ("policy: {k: 1}", r"policy\.k: need at least 2"),

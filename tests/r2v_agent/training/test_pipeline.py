@@ -160,6 +160,7 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
         expected = [int(serial(episode, t)) for t in range(len(episode["steps"]))]
         assert saved[episode["episode_key"]] == expected, episode["episode_key"]
     assert "counterfactual labels (2 workers)" in cf.stderr
+    assert "router: counterfactual labels:" not in cf.stderr  # the pool's bar only, not a second
     assert (run / "dpo" / "stage.json").stat().st_mtime_ns < (
         run / "router" / "stage.json"
     ).stat().st_mtime_ns
@@ -239,17 +240,26 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="tasks must be in"):
         save_variant_agent(run, router_config, tmp_path / "variants" / "x", tasks=len(played) + 1)
 
-    # The router stage on the llamacpp backend (the one CPU evaluations run): a new stage hash,
-    # rollouts and labels played by that backend in the stage and in its label workers alike.
+    # The router stage on the llamacpp backend (the one CPU evaluations run), fitted on two
+    # feature draws a state: a new stage hash, rollouts and labels played by that backend in
+    # the stage and in its label workers alike, and a second draw of every SLM-acted step.
     from r2v_agent.policy.llamacpp import LlamaCppPolicy
+    from r2v_agent.training.feature_draws import load_draws
 
     pytest.importorskip("llama_cpp")
     old_hash = json.loads((run / "router" / "stage.json").read_text())["hash"]
     data["router"]["backend"] = "llamacpp"
+    data["router"]["feature_draws"] = 2
     config.write_text(yaml.safe_dump(data))
     on_llamacpp = _run_r2v("train", "router", "--config", str(config))
     assert on_llamacpp.returncode == 0, on_llamacpp.stderr[-3000:]
-    assert json.loads((run / "router" / "stage.json").read_text())["hash"] != old_hash
+    stage = json.loads((run / "router" / "stage.json").read_text())
+    assert stage["hash"] != old_hash and stage["stats"]["feature_draws"] == 2
+    drawn = load_draws(run / "router" / "feature_draws.jsonl")
+    logged = list(read_episodes(run / "router" / "rollouts.jsonl"))
+    acted = [s for e in logged for s in e["steps"] if s["actor"] != "teacher"]
+    assert len(drawn) == 1 and set(drawn[0]) == {e["episode_key"] for e in logged}
+    assert stage["stats"]["steps"] == 2 * len(acted)
     loaded = PipelineConfig.from_yaml(config)
     fixed = fixed_policy_agent(loaded)
     assert isinstance(fixed.policy, LlamaCppPolicy)
