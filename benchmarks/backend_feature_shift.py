@@ -81,6 +81,7 @@ def main() -> None:
         "stage": [{**e["steps"][t]["features"], "p_fail": e["steps"][t]["p_fail"]} for e, t in slm]
     }
     agent_dir = stage / "agent"
+    same: dict[str, float] = {}  # per replay: the share of steps choosing the logged action
     fitted: Any = None
     tau = 1.0
     for name, backend in (("resampled", config.router.backend), (args.backend, args.backend)):
@@ -94,7 +95,12 @@ def main() -> None:
             seed=args.seed,
             desc=f"{name} ({backend})",
         )
-        rows = [drawn[e["episode_key"]][t] or {} for e, t in slm]  # SLM-acted: never None
+        drawn_rows = [drawn[e["episode_key"]][t] or {} for e, t in slm]  # SLM-acted: not None
+        logged = [e["steps"][t]["action"] for e, t in slm]
+        same[name] = float(
+            np.mean([r["action"] == a for r, a in zip(drawn_rows, logged, strict=True)])
+        )
+        rows = [r["features"] for r in drawn_rows]
         p_fail = agent.router.p_fail(np.asarray([[r[f] for f in FEATURE_NAMES] for r in rows]))
         sources[name] = [{**r, "p_fail": float(p)} for r, p in zip(rows, p_fail, strict=True)]
         del agent
@@ -121,6 +127,9 @@ def main() -> None:
         f"{int(y.sum())} labelled failing (counterfactual). tau {tau:.4f}. "
         f"Replays sample with seed {args.seed}; stage backend {config.router.backend}, "
         f"evaluation backend {args.backend}.",
+        "Share of replayed steps whose chosen action is the logged one: "
+        + ", ".join(f"{n} {v:.3f}" for n, v in same.items())
+        + ".",
         "Steps whose state features differ from the recorded ones (0: the replay reproduces "
         "the stage's states): "
         + (", ".join(f"{k} {v}" for k, v in mismatched.items() if v) or "none")

@@ -83,11 +83,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-draws", action="store_true", help="fit on the recorded draw only (not the stage's)"
     )
+    parser.add_argument(
+        "--any-action",
+        action="store_true",
+        help="fit on every extra draw with the logged step's label, also where the draw chose "
+        "another action (default: only draws that chose the logged action)",
+    )
     args = parser.parse_args(argv)
     try:
         config = PipelineConfig.from_yaml(args.config)
         draws = _draws(config, args)
-        episodes, labels, mode = load_router_stage(config.run_dir, draws=draws)
+        same_action = not args.any_action
+        episodes, labels, mode = load_router_stage(
+            config.run_dir, draws=draws, same_action=same_action
+        )
     except (R2VAgentError, OSError) as exc:
         print(f"router_ablations: error: {exc} (has the pipeline's router stage run?)")
         return 2
@@ -107,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 tasks=args.tasks,
                 seed=config.seed,
                 draws=draws,
+                same_action=same_action,
             )
         except R2VAgentError as exc:
             print(f"router_ablations: error: {exc}")
@@ -124,7 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     table = render_table(rows)
     header = (
         f"Router ablations on {config.name}'s router stage: {len(labels)} steps"
-        + (f" ({len(draws) + 1} draws a state)" if draws else "")
+        + (
+            f" ({len(draws) + 1} draws a state"
+            + (", any action" if args.any_action else ", extra draws of the logged action")
+            + ")"
+            if draws
+            else ""
+        )
         + ", "
         f"{mode} labels (failure rate {labels.mean():.3f}), seed {config.seed}\n\n"
     )
@@ -140,11 +156,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         if draws:  # the same router fitted on one draw a state vs on every draw, scored alike
             recorded, recorded_labels, _ = load_router_stage(config.run_dir, draws=[])
-            figures = draws_comparison(recorded, recorded_labels, draws, config.router, seeds=seeds)
+            figures = draws_comparison(
+                recorded,
+                recorded_labels,
+                draws,
+                config.router,
+                seeds=seeds,
+                same_action=same_action,
+            )
             text += (
-                f"\nOne draw a state vs {len(draws) + 1} (all 15 features), over the same "
-                f"{args.splits} task splits: both routers scored on the held-out tasks' steps as "
-                "the extra draws sampled them (features neither was fitted on).\n\n"
+                f"\nOne draw a state vs {len(draws) + 1} (all 15 features; extra draws "
+                + ("of any action" if args.any_action else "that chose the logged action")
+                + f"), over the same {args.splits} task splits: both routers scored on the "
+                "held-out tasks' steps as the extra draws sampled them, where a draw chose the "
+                "logged action (features neither was fitted on, labels their own).\n\n"
                 + render_draws_comparison(figures, len(draws) + 1)
             )
     print(text)

@@ -203,9 +203,11 @@ class RouterConfig:
     )
     feature_draws: int = _doc(
         "Draws of each logged SLM step's features the router is fitted on: 1, the draw the "
-        "rollout recorded; N adds N-1 fresh samples of the same state's K candidates (from its "
-        "logged history, other seeds) with the same label, so the router learns what holds "
-        "across draws rather than one draw's noise. Costs one SLM step per extra draw and step.",
+        "rollout recorded; N samples the state's K candidates N-1 more times (from its logged "
+        "history, other seeds) and adds each draw that chose the logged action, with the "
+        "step's label (a draw choosing another action has no label), so the router learns "
+        "what holds across draws rather than one draw's noise. Costs one SLM step per extra "
+        "draw and step.",
         1,
     )
     backend: str = _doc(

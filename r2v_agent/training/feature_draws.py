@@ -1,11 +1,15 @@
 """Fresh draws of the router's features at logged states.
 
-A step's features are computed from the K candidates the SLM happened to sample there; the step's
-label (did the SLM fail here) belongs to the state. Sampling the same state again gives other
-candidates and other features with the same label. A router fitted on one draw per state can
-learn that draw's noise (``benchmarks/backend_feature_shift.py``: on terminalbench-multistep the
-fitted router ranked its own training steps with AUROC 0.89 on the recorded draw, 0.69 on a
-fresh one); ``router.feature_draws`` fits it on several.
+A step's features are computed from the K candidates the SLM happened to sample there, and its
+label says whether the action the SLM took there (the chosen candidate of that draw) led to a
+failure the teacher could have prevented. Sampling the same state again gives other candidates
+and other features. A fresh draw that chooses the logged action shares the step's label: the
+same action from the same state, only the other candidates (and so the features) differ. One
+that chooses another action has no label (its outcome was never played), and by default is left
+out. A router fitted on one draw per state can learn that draw's noise
+(``benchmarks/backend_feature_shift.py``: on terminalbench-multistep the fitted router ranked its
+own training steps with AUROC 0.89 on the recorded draw, 0.69 on a fresh one);
+``router.feature_draws`` fits it on several.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ __all__ = [
 #: The router stage's extra draws, beside its rollouts.
 DRAWS_FILE = "feature_draws.jsonl"
 
-#: Per episode key: one features dict per step (``None`` where the teacher acted).
-Draw = dict[str, list[dict[str, float] | None]]
+#: Per episode key, one row per step: ``{"features": {...}, "action": the chosen candidate's
+#: action}`` (``None`` where the teacher acted).
+Draw = dict[str, list[dict[str, Any] | None]]
 
 
 def redraw_features(
@@ -47,9 +52,9 @@ def redraw_features(
     seed: int,
     desc: str = "router: feature draws",
 ) -> Draw:
-    """The features of every SLM-acted step of ``episodes``, sampled again by ``agent`` (its
-    policy, verifier and router) from the step's logged history; ``agent`` is reseeded with
-    ``seed`` at each episode's start."""
+    """The features and chosen action of every SLM-acted step of ``episodes``, sampled again
+    by ``agent`` (its policy and verifier) from the step's logged history; ``agent`` is
+    reseeded with ``seed`` at each episode's start."""
     fmt = agent.format_of(family)
     total = sum(s.get("actor", "slm") != "teacher" for e in episodes for s in e["steps"])
     bar = tqdm(total=total, desc=desc, unit="step")
@@ -58,7 +63,7 @@ def redraw_features(
         agent.reset(seed=seed)
         turns: list[Turn] = []
         escalations = 0
-        rows: list[dict[str, float] | None] = []
+        rows: list[dict[str, Any] | None] = []
         for t, step in enumerate(episode["steps"]):
             if step.get("actor", "slm") == "teacher":
                 escalations += 1
@@ -76,7 +81,8 @@ def redraw_features(
                     step=t,
                     escalations_so_far=escalations,
                 )
-                rows.append(dict(assessed.features))
+                chosen = assessed.actions[assessed.chosen]
+                rows.append({"features": dict(assessed.features), "action": chosen})
                 bar.update()
             turns.append(Turn(step["observation"], step["action"]))
         draw[episode["episode_key"]] = rows
@@ -103,26 +109,39 @@ def extra_draws(config: Any, agent: Any, episodes: list[dict[str, Any]], n: int)
 
 
 def with_draws(
-    episodes: list[dict[str, Any]], labels: np.ndarray, draws: Iterable[Draw]
+    episodes: list[dict[str, Any]],
+    labels: np.ndarray,
+    draws: Iterable[Draw],
+    *,
+    same_action: bool = True,
 ) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """``episodes`` followed by one copy per draw whose SLM-acted steps carry the draw's
-    features, and the labels repeated to match (a copy keeps its task and perturbation seed,
-    so task splits keep every draw of a state on one side)."""
-    out, out_labels = list(episodes), [np.asarray(labels, dtype=np.float32)]
+    """``episodes`` followed by one copy per draw, and the labels to match. A copy holds the
+    SLM-acted steps of the draw with the draw's features and the logged step's label; with
+    ``same_action`` only the steps where the draw chose the logged action (the others have no
+    label), else every one (the logged action's label for whatever the draw chose). A copy
+    keeps its task and perturbation seed, so task splits keep every draw of a state on one
+    side; it is never replayed, only fitted on."""
+    labels = np.asarray(labels, dtype=np.float32)
+    out, out_labels = list(episodes), [labels]
+    starts = np.cumsum([0] + [len(e["steps"]) for e in episodes])
     for draw in draws:
-        for episode in episodes:
+        for i, episode in enumerate(episodes):
             rows = draw.get(episode["episode_key"])
             if rows is None or len(rows) != len(episode["steps"]):
                 raise StageError(
                     f"router: the feature draw has no matching steps for {episode['episode_key']}"
                 )
-            twin = copy.copy(episode)
-            twin["steps"] = [
-                step if row is None else {**step, "features": row}
-                for step, row in zip(episode["steps"], rows, strict=True)
+            keep = [
+                (t, {**step, "features": row["features"]})
+                for t, (step, row) in enumerate(zip(episode["steps"], rows, strict=True))
+                if row is not None and (not same_action or row["action"] == step["action"])
             ]
+            if not keep:
+                continue
+            twin = copy.copy(episode)
+            twin["steps"] = [step for _, step in keep]
             out.append(twin)
-        out_labels.append(np.asarray(labels, dtype=np.float32))
+            out_labels.append(labels[starts[i] + np.asarray([t for t, _ in keep])])
     return out, np.concatenate(out_labels)
 
 

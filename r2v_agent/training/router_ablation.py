@@ -80,11 +80,12 @@ def residual_failure(p_fail: np.ndarray, labels: np.ndarray, share: float) -> fl
 
 
 def load_router_stage(
-    run_dir: str | Path, *, draws: list[Any] | None = None
+    run_dir: str | Path, *, draws: list[Any] | None = None, same_action: bool = True
 ) -> tuple[list[dict[str, Any]], np.ndarray, str]:
     """The router stage's rollouts and step labels (in step order) from a pipeline run, with
     the stage's extra feature draws (``router.feature_draws``) as further copies, as the stage
-    fitted them; ``draws`` replaces the stage's (``[]``: the recorded draw only)."""
+    fitted them; ``draws`` replaces the stage's (``[]``: the recorded draw only).
+    ``same_action``: see :func:`~r2v_agent.training.feature_draws.with_draws`."""
     from r2v_agent.training.feature_draws import DRAWS_FILE, load_draws, with_draws
 
     stage = Path(run_dir) / "router"
@@ -94,7 +95,10 @@ def load_router_stage(
         [v for e in episodes for v in per_episode[e["episode_key"]]], dtype=np.float32
     )
     episodes, labels = with_draws(
-        episodes, labels, load_draws(stage / DRAWS_FILE) if draws is None else draws
+        episodes,
+        labels,
+        load_draws(stage / DRAWS_FILE) if draws is None else draws,
+        same_action=same_action,
     )
     return episodes, labels, mode
 
@@ -183,19 +187,23 @@ def draws_comparison(
     config: RouterConfig,
     *,
     seeds: list[int],
+    same_action: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Fitted on the recorded draw vs on it and ``draws``, scored alike: per seed (a task split
-    and the MLP's start), both routers' AUROC and Brier, and the entropy feature's AUROC, on
-    the held-out test tasks' steps *as the extra draws sampled them* (features neither router
-    saw: what a router meets at run time), and the share of those steps each one's tau
-    escalates. ``episodes``/``labels``: the recorded draw only. Arrays are per seed."""
+    """Fitted on the recorded draw vs on it and ``draws`` (``same_action``: as in
+    :func:`~r2v_agent.training.feature_draws.with_draws`), scored alike: per seed (a task
+    split and the MLP's start), both routers' AUROC and Brier, and the entropy feature's AUROC,
+    on the held-out test tasks' steps *as the extra draws sampled them* where a draw chose the
+    logged action (so the step's label is its own; features neither router saw), and the share
+    of those steps each one's tau escalates. ``episodes``/``labels``: the recorded draw only.
+    Arrays are per seed."""
     from r2v_agent.router.features import FEATURE_NAMES
     from r2v_agent.training.feature_draws import with_draws
     from r2v_agent.training.fit_router import slm_steps, split_tasks
 
-    both, both_labels = with_draws(episodes, labels, draws)
-    fresh = both[len(episodes) :]
-    fresh_labels = both_labels[len(labels) :]
+    both, both_labels = with_draws(episodes, labels, draws, same_action=same_action)
+    labelled, labelled_labels = with_draws(episodes, labels, draws)
+    fresh = labelled[len(episodes) :]
+    fresh_labels = labelled_labels[len(labels) :]
     x = np.asarray(
         [[s["features"][n] for n in FEATURE_NAMES] for e in fresh for s in e["steps"]],
         dtype=np.float32,
@@ -346,13 +354,14 @@ def save_variant_agent(
     tasks: int | None = None,
     seed: int = 0,
     draws: list[Any] | None = None,
+    same_action: bool = True,
 ) -> dict[str, Any]:
     """Fit one variant on the run's router-stage rollouts and save the run's agent with it as
     a new agent folder ``out`` (the policy's files are hard-linked where the disk allows), to
     be evaluated like any agent (``benchmarks/run.py --agent out``). ``tasks``: fit on the
     stage's first N tasks only (by task index), the router a smaller stage would have had.
-    ``draws``: extra feature draws to fit on (:func:`load_router_stage`). Returns the fit's
-    report."""
+    ``draws``, ``same_action``: extra feature draws to fit on (:func:`load_router_stage`).
+    Returns the fit's report."""
     import json
 
     from r2v_agent.errors import ConfigError
@@ -364,7 +373,7 @@ def save_variant_agent(
     out = Path(out)
     if out.exists():
         raise ConfigError(f"{str(out)!r} exists: choose a new folder for the variant's agent")
-    episodes, labels, _ = load_router_stage(run_dir, draws=draws)
+    episodes, labels, _ = load_router_stage(run_dir, draws=draws, same_action=same_action)
     if rollouts == "slm":
         episodes, labels = _episodes_where(episodes, labels, lambda e: e["agent"] == "slm")
     if tasks is not None:
@@ -381,10 +390,18 @@ def save_variant_agent(
     spec = json.loads((out / "config.json").read_text())
     spec["router"] = save_router(router, out)
     spec["threshold"] = float(report["threshold"])
-    n_draws = len(episodes) // len({e["episode_key"] for e in episodes})
+    from r2v_agent.training.feature_draws import DRAWS_FILE, load_draws
+
+    stage_draws = load_draws(Path(run_dir) / "router" / DRAWS_FILE) if draws is None else draws
+    n_draws = 1 + len(stage_draws)
     spec["router_note"] = (
         f"router_ablation variant: {changes or 'as configured'}, {rollouts} rollouts"
-        + (f", {n_draws} feature draws a state" if n_draws > 1 else "")
+        + (
+            f", {n_draws} feature draws a state"
+            + ("" if same_action else " (any action, the logged label)")
+            if n_draws > 1
+            else ""
+        )
         + (f", the stage's first {tasks} tasks" if tasks is not None else "")
     )
     (out / "config.json").write_text(json.dumps(spec, indent=2) + "\n")

@@ -259,7 +259,13 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
     logged = list(read_episodes(run / "router" / "rollouts.jsonl"))
     acted = [s for e in logged for s in e["steps"] if s["actor"] != "teacher"]
     assert len(drawn) == 1 and set(drawn[0]) == {e["episode_key"] for e in logged}
-    assert stage["stats"]["steps"] == 2 * len(acted)
+    # fitted on every logged SLM step, and on each redrawn one that chose the logged action
+    same = [
+        row is not None and row["action"] == step["action"]
+        for e in logged
+        for step, row in zip(e["steps"], drawn[0][e["episode_key"]], strict=True)
+    ]
+    assert stage["stats"]["steps"] == len(acted) + sum(same)
     loaded = PipelineConfig.from_yaml(config)
     fixed = fixed_policy_agent(loaded)
     assert isinstance(fixed.policy, LlamaCppPolicy)
