@@ -210,11 +210,15 @@ def draws_comparison(
     )
     tasks = np.asarray([e["env_seed"] for e in fresh for _ in e["steps"]])
     acted = slm_steps(fresh)
+    played = [
+        e["env_seed"] for e in episodes for step in e["steps"] if step.get("actor") != "teacher"
+    ]
     out: dict[str, list[float]] = {}
     for seed in seeds:
         one, one_report, _ = fit_router(episodes, labels, config, seed=seed)
         many, many_report, _ = fit_router(both, both_labels, config, seed=seed)
-        _, test = split_tasks(tasks[acted].tolist(), config.heldout_fraction, seed=seed)
+        # The split both fits made: of the recorded steps' tasks (a task may have no fresh row).
+        _, test = split_tasks(played, config.heldout_fraction, seed=seed)
         rows = acted & np.isin(tasks, list(test))
         y = fresh_labels[rows]
         figures = {
