@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from r2v_agent.config import PipelineConfig
-from r2v_agent.errors import R2VAgentError
+from r2v_agent.errors import ConfigError, R2VAgentError
 from r2v_agent.training.router_ablation import (
     ABLATIONS,
     ROLLOUTS,
@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--draws", default=None, help="a file of extra feature draws to fit on")
     parser.add_argument(
-        "--redraw", type=int, default=0, help="with --draws: sample N draws into it if missing"
+        "--redraw",
+        type=int,
+        default=0,
+        help="with --draws: sample N draws into it if missing (an existing file must hold N)",
     )
     parser.add_argument("--draw-backend", default="llamacpp", help="the SLM backend of --redraw")
     parser.add_argument(
@@ -132,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = run_ablations(episodes, labels, config.router, seed=config.seed)
     table = render_table(rows)
+    # Teacher-acted steps of mixed rollouts are logged and labelled but never fitted.
+    acted = [step.get("actor") != "teacher" for e in episodes for step in e["steps"]]
+    fitted = labels[acted] if len(acted) == len(labels) else labels
     header = (
-        f"Router ablations on {config.name}'s router stage: {len(labels)} steps"
+        f"Router ablations on {config.name}'s router stage: {len(fitted)} SLM-acted steps"
         + (
             f" ({len(draws) + 1} draws a state"
             + (", any action" if args.any_action else ", extra draws of the logged action")
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             else ""
         )
         + ", "
-        f"{mode} labels (failure rate {labels.mean():.3f}), seed {config.seed}\n\n"
+        f"{mode} labels (failure rate {fitted.mean():.3f}), seed {config.seed}\n\n"
     )
     text = header + table
     if args.splits > 0:
@@ -199,6 +205,12 @@ def _draws(config: PipelineConfig, args: argparse.Namespace) -> list[Any] | None
     draws = load_draws(path)
     if not draws:
         raise FileNotFoundError(f"no feature draws in {path} (give --redraw N to sample them)")
+    if args.redraw > 0 and len(draws) != args.redraw:
+        # A reused file must hold what was asked for, or the fit silently uses another count.
+        raise ConfigError(
+            f"{path} holds {len(draws)} extra draw(s) a state, --redraw asked for {args.redraw}: "
+            f"ask for {len(draws)}, or remove the file to sample {args.redraw}"
+        )
     return draws
 
 

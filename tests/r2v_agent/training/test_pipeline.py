@@ -266,6 +266,13 @@ def test_smoke_pipeline_survives_sigkill_and_loads(tmp_path: Path) -> None:
         for step, row in zip(e["steps"], drawn[0][e["episode_key"]], strict=True)
     ]
     assert stage["stats"]["steps"] == len(acted) + sum(same)
+    # A reused draws file must hold the count asked for, not silently another.
+    recount = [sys.executable, "benchmarks/router_ablations.py", "--config", str(config)]
+    recount += ["--draws", str(run / "router" / "feature_draws.jsonl"), "--redraw", "2"]
+    refused = subprocess.run(recount, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "holds 1 extra draw(s) a state" in refused.stdout, (
+        refused.stdout
+    )
     loaded = PipelineConfig.from_yaml(config)
     fixed = fixed_policy_agent(loaded)
     assert isinstance(fixed.policy, LlamaCppPolicy)
