@@ -33,6 +33,7 @@ from typing import Any
 
 from r2v_agent.config import PipelineConfig
 from r2v_agent.errors import ConfigError, R2VAgentError
+from r2v_agent.training.fit_router import slm_steps
 from r2v_agent.training.router_ablation import (
     ABLATIONS,
     ROLLOUTS,
@@ -135,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = run_ablations(episodes, labels, config.router, seed=config.seed)
     table = render_table(rows)
-    # Teacher-acted steps of mixed rollouts are logged and labelled but never fitted.
-    acted = [step.get("actor") != "teacher" for e in episodes for step in e["steps"]]
-    fitted = labels[acted] if len(acted) == len(labels) else labels
+    fitted = labels[slm_steps(episodes)]  # mixed rollouts' teacher steps are never fitted
     header = (
         f"Router ablations on {config.name}'s router stage: {len(fitted)} SLM-acted steps"
         + (

@@ -210,9 +210,8 @@ def draws_comparison(
     )
     tasks = np.asarray([e["env_seed"] for e in fresh for _ in e["steps"]])
     acted = slm_steps(fresh)
-    played = [
-        e["env_seed"] for e in episodes for step in e["steps"] if step.get("actor") != "teacher"
-    ]
+    recorded_tasks = np.asarray([e["env_seed"] for e in episodes for _ in e["steps"]])
+    played = recorded_tasks[slm_steps(episodes)].tolist()
     out: dict[str, list[float]] = {}
     for seed in seeds:
         one, one_report, _ = fit_router(episodes, labels, config, seed=seed)
